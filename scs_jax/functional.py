@@ -1,0 +1,303 @@
+"""Sharpened Cosine Similarity and MaxAbsPool as pure ``jax.numpy`` functions (NHWC).
+
+The maths, for every input patch ``s`` (all input channels of a group under the
+kernel window, zero padding included) and every kernel ``k``::
+
+    ‖v‖ = sqrt(Σ v² + eps)
+    cos = (s · k) / ((‖s‖ + q) · (‖k‖ + q))
+    out = sign(cos) · (|cos| + eps) ** p
+
+with ``p = (p_param / 10)²`` per output channel and ``q = (q_param / 100)²`` per
+layer. This is the parameterization of Brandon Rohrer's reference PyTorch code,
+https://github.com/brohrer/sharpened_cosine_similarity_torch (February 2022,
+built on code by Ze Wang, Oliver Batchelor, Stephen Hogg and Raphael Pisoni),
+after Raphael Pisoni's https://www.rpisoni.dev/posts/cossim-convolution/ .
+
+``s · k`` is one convolution; ``‖s‖²`` is the squared input summed over each
+group's channels, then summed over each window with ``lax.reduce_window``
+(cheaper than a ones-kernel convolution, the same values). Nothing is
+unfolded. ``scs_torch.functional`` holds the same functions for PyTorch, NCHW.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+__all__ = [
+    "P_SCALE",
+    "Q_SCALE",
+    "P_INIT",
+    "Q_INIT",
+    "EPS",
+    "resolve_padding",
+    "pool_output_size",
+    "sharpened_cosine_similarity",
+    "max_abs_pool",
+]
+
+#: ``p = (p_param / P_SCALE)²``; the reference's ``p_scale``.
+P_SCALE = 10.0
+#: ``q = (q_param / Q_SCALE)²``; the reference's ``q_scale``.
+Q_SCALE = 100.0
+#: Initial ``p_param``: ``sqrt(2) · 10``, so ``p`` starts at 2.
+P_INIT = 2.0**0.5 * P_SCALE
+#: Initial ``q_param``: 10, so ``q`` starts at 0.01.
+Q_INIT = 10.0
+#: Default ``eps`` inside the norms and under the power.
+EPS = 1e-12
+
+
+def _pair(name: str, value) -> tuple[int, int]:
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected an int or a pair of ints, got {value!r}")
+    if isinstance(value, (int, np.integer)):
+        return (int(value), int(value))
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value
+    ):
+        return (int(value[0]), int(value[1]))
+    raise TypeError(f"{name}: expected an int or a pair of ints, got {value!r}")
+
+
+def _positive_pair(name: str, value) -> tuple[int, int]:
+    pair = _pair(name, value)
+    if min(pair) < 1:
+        raise ValueError(f"{name}: expected positive sizes, got {value!r}")
+    return pair
+
+
+def resolve_padding(padding, kernel_size, stride=1) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Explicit zero padding ``((top, bottom), (left, right))``.
+
+    Args:
+        padding: an int, a pair ``(pad_h, pad_w)``, a pair of pairs
+            ``((top, bottom), (left, right))``, ``"valid"`` (no padding) or
+            ``"same"`` (either case; output size = input size; stride 1 only, as
+            ``torch.nn.Conv2d``, with the extra pixel of an even kernel on the
+            bottom/right, torch's and XLA's rule).
+        kernel_size: int or pair.
+        stride: int or pair; ``"same"`` requires 1.
+
+    Raises:
+        TypeError, ValueError: naming ``padding`` and the received value.
+    """
+    kh, kw = _positive_pair("kernel_size", kernel_size)
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return ((0, 0), (0, 0))
+        if mode == "same":
+            if _positive_pair("stride", stride) != (1, 1):
+                raise ValueError(
+                    f"padding: 'same' needs stride 1 (as torch.nn.Conv2d), got stride={stride!r}"
+                )
+            return ((kh - 1) // 2, kh - 1 - (kh - 1) // 2), ((kw - 1) // 2, kw - 1 - (kw - 1) // 2)
+        raise ValueError(f"padding: expected 'valid', 'same', an int or pairs, got {padding!r}")
+    if (
+        isinstance(padding, (tuple, list))
+        and len(padding) == 2
+        and all(isinstance(p, (tuple, list)) for p in padding)
+    ):
+        pads = (_pair("padding", tuple(padding[0])), _pair("padding", tuple(padding[1])))
+    else:
+        ph, pw = _pair("padding", padding)
+        pads = ((ph, ph), (pw, pw))
+    if min(pads[0] + pads[1]) < 0:
+        raise ValueError(f"padding: expected non-negative sizes, got {padding!r}")
+    return pads
+
+
+def pool_output_size(size: int, kernel_size: int, stride: int, ceil_mode: bool) -> int:
+    """Output length of a pooling window sweep, ``torch.nn.MaxPool2d``'s rule (no padding).
+
+    With ``ceil_mode`` a last, partial window is kept when it starts inside the
+    input.
+
+    Raises:
+        ValueError: when ``size < kernel_size``.
+    """
+    if size < kernel_size:
+        raise ValueError(
+            f"x: spatial size {size} is smaller than the pooling kernel_size {kernel_size}"
+        )
+    if ceil_mode:
+        out = -(-(size - kernel_size) // stride) + 1
+        if (out - 1) * stride >= size:
+            out -= 1
+        return out
+    return (size - kernel_size) // stride + 1
+
+
+def _check_input(x, channels, what: str) -> None:
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"x: expected a jax or numpy array, got {type(x).__name__}")
+    if len(x.shape) != 4:
+        raise ValueError(f"x: expected a 4-D array (N, H, W, C), got shape {tuple(x.shape)}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"x: expected a floating-point dtype, got {x.dtype}")
+    if x.shape[0] == 0:
+        raise ValueError(f"x: expected a batch of at least 1, got shape {tuple(x.shape)}")
+    if channels is not None and x.shape[3] != channels:
+        raise ValueError(
+            f"x: {what} expects {channels} input channels (axis 3 of N, H, W, C), "
+            f"got shape {tuple(x.shape)}"
+        )
+
+
+def sharpened_cosine_similarity(
+    x,
+    kernel,
+    p,
+    q,
+    stride=1,
+    padding=0,
+    feature_group_count: int = 1,
+    eps: float = EPS,
+    precision=None,
+):
+    """Sharpened cosine similarity of every patch of ``x`` with every kernel.
+
+    Args:
+        x: input, ``(N, H, W, C_in)``, floating point.
+        kernel: ``(kH, kW, C_in // feature_group_count, C_out)`` (Flax's HWIO layout).
+        p: stored exponent parameter, ``(C_out,)``; the exponent is ``(p / 10)²``.
+        q: stored floor parameter, ``(1,)``; the floor is ``(q / 100)²``.
+        stride: int or pair.
+        padding: int, pair, pair of pairs, ``"valid"`` or ``"same"`` (see
+            :func:`resolve_padding`); zero padding, which takes part in the
+            patch norms.
+        feature_group_count: channel groups as in ``flax.nnx.Conv``; a patch's
+            norm spans exactly the channels its kernel sees.
+        eps: added under the square roots of the norms and to ``|cos|`` before
+            the power, so that zero patches, zero kernels and ``cos = 0`` give
+            finite values and gradients.
+        precision: ``lax.Precision`` of the convolution (``None``: JAX's default;
+            pin ``"highest"`` on GPU/TPU for float32 parity with torch).
+
+    Returns:
+        ``(N, H_out, W_out, C_out)``, the dtype of the arguments (arrays of
+        different float dtypes must be promoted by the caller; the layer does).
+
+    Raises:
+        TypeError, ValueError: for a wrong rank, channel count, dtype, an
+        empty batch, an input smaller than the kernel, or impossible groups;
+        the message names the argument, the expected and the received value.
+
+    The maths is the module docstring's; source: brohrer/sharpened_cosine_similarity_torch.
+    """
+    groups = feature_group_count
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"feature_group_count: expected a positive int, got {groups!r}")
+    if len(kernel.shape) != 4:
+        raise ValueError(
+            "kernel: expected a 4-D array (kH, kW, C_in // feature_group_count, C_out), "
+            f"got shape {tuple(kernel.shape)}"
+        )
+    kh, kw, group_in, out_features = kernel.shape
+    if out_features % groups:
+        raise ValueError(
+            f"feature_group_count: out_features ({out_features}) must be divisible by "
+            f"feature_group_count, got {groups}"
+        )
+    _check_input(x, group_in * groups, "sharpened_cosine_similarity")
+    sh, sw = _positive_pair("stride", stride)
+    pads = resolve_padding(padding, (kh, kw), (sh, sw))
+    (pt, pb), (pl, pr) = pads
+    n, h, w, c = x.shape
+    if h + pt + pb < kh or w + pl + pr < kw:
+        raise ValueError(
+            f"x: padded spatial size ({h + pt + pb}, {w + pl + pr}) is smaller than "
+            f"kernel_size ({kh}, {kw}); got input shape {tuple(x.shape)}"
+        )
+
+    dot = lax.conv_general_dilated(
+        x,
+        kernel,
+        window_strides=(sh, sw),
+        padding=pads,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=groups,
+        precision=precision,
+    )
+    # ‖s‖²: squares summed over each group's channels, then over each window.
+    square_sum = jnp.square(x).reshape(n, h, w, groups, c // groups).sum(-1)
+    patch_square = lax.reduce_window(
+        square_sum,
+        jnp.zeros((), square_sum.dtype),
+        lax.add,
+        (1, kh, kw, 1),
+        (1, sh, sw, 1),
+        ((0, 0), (pt, pb), (pl, pr), (0, 0)),
+    )
+
+    q_value = jnp.square(q / Q_SCALE)
+    patch_norm = jnp.sqrt(patch_square + eps) + q_value  # (N, H', W', G)
+    kernel_norm = jnp.sqrt(jnp.square(kernel).sum((0, 1, 2)) + eps) + q_value  # (C_out,)
+    per_group = out_features // groups
+    _, h_out, w_out, _ = dot.shape
+    denominator = patch_norm[..., None] * kernel_norm.reshape(groups, per_group)
+    cos = (dot.reshape(n, h_out, w_out, groups, per_group) / denominator).reshape(
+        n, h_out, w_out, out_features
+    )
+    exponent = jnp.square(p / P_SCALE)
+    return jnp.sign(cos) * jnp.power(jnp.abs(cos) + eps, exponent)
+
+
+def max_abs_pool(x, kernel_size=2, stride=None, ceil_mode: bool = False):
+    """In each window, the element of largest magnitude, with its sign.
+
+    A tie between ``+a`` and ``-a`` returns ``+a`` (the reference compares
+    ``max(x) >= max(-x)``); among equal elements the gradient goes to the
+    first in row-major order, exactly as ``torch.nn.MaxPool2d`` routes it.
+    The windows are laid out on a last axis (one strided slice per kernel
+    offset); the first arg-max and arg-min are picked there and the chosen
+    element gathered with ``take_along_axis``, which is both faster on CPU than
+    two ``reduce_window`` maxima and keeps torch's gradient rule (a
+    ``max`` reduction would split a tie's gradient equally).
+
+    Args:
+        x: ``(N, H, W, C)``, floating point.
+        kernel_size: int or pair.
+        stride: int or pair; ``None`` means ``kernel_size``.
+        ceil_mode: keep a last partial window at the bottom/right edge when it
+            starts inside the input (``torch.nn.MaxPool2d``'s rule).
+
+    Returns:
+        ``(N, H_out, W_out, C)``, the dtype of ``x``. NaNs propagate.
+
+    Raises:
+        TypeError, ValueError: naming the argument, the expected and received value.
+
+    Source: the ``MaxAbsPool2d`` of brohrer/sharpened_cosine_similarity_torch.
+    """
+    kh, kw = _positive_pair("kernel_size", kernel_size)
+    sh, sw = (kh, kw) if stride is None else _positive_pair("stride", stride)
+    _check_input(x, None, "max_abs_pool")
+    n, h, w, c = x.shape
+    h_out = pool_output_size(h, kh, sh, ceil_mode)
+    w_out = pool_output_size(w, kw, sw, ceil_mode)
+    pad_h = max((h_out - 1) * sh + kh - h, 0)
+    pad_w = max((w_out - 1) * sw + kw - w, 0)
+    if pad_h or pad_w:
+        x = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
+    windows = jnp.stack(
+        [
+            x[:, i : i + (h_out - 1) * sh + 1 : sh, j : j + (w_out - 1) * sw + 1 : sw, :]
+            for i in range(kh)
+            for j in range(kw)
+        ],
+        axis=-1,
+    )  # (N, H_out, W_out, C, kH·kW), window elements in row-major order
+    if pad_h or pad_w:
+        rows = np.arange(h_out)[:, None, None, None] * sh + np.repeat(np.arange(kh), kw)
+        cols = np.arange(w_out)[None, :, None, None] * sw + np.tile(np.arange(kw), kh)
+        inside = (rows < h) & (cols < w)  # (H_out, W_out, 1, kH·kW)
+        highs = jnp.where(inside, windows, -jnp.inf)
+        lows = jnp.where(inside, windows, jnp.inf)
+    else:
+        highs = lows = windows
+    largest = jnp.take_along_axis(windows, jnp.argmax(highs, -1)[..., None], -1)[..., 0]
+    smallest = jnp.take_along_axis(windows, jnp.argmin(lows, -1)[..., None], -1)[..., 0]
+    return jnp.where(largest >= -smallest, largest, smallest)

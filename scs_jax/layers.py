@@ -1,0 +1,132 @@
+"""Flax NNX modules: :class:`SharpenedCosineSimilarity` and :class:`MaxAbsPool` (NHWC).
+
+Thin modules over :mod:`scs_jax.functional`; ``scs_torch.layers`` holds the
+PyTorch twins with the same parameters, initial distributions and maths.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from flax import nnx
+from flax.nnx.nn import dtypes
+
+from . import functional as SF
+
+__all__ = ["SharpenedCosineSimilarity", "MaxAbsPool"]
+
+
+class SharpenedCosineSimilarity(nnx.Module):
+    """Sharpened cosine similarity layer, a drop-in for ``nnx.Conv`` (NHWC, no bias).
+
+    ``out = sign(cos) · (|cos| + eps) ** p`` with
+    ``cos = (s · k) / ((‖s‖ + q)(‖k‖ + q))`` for every input patch ``s`` and
+    kernel ``k``; see :mod:`scs_jax.functional` for the full equation.
+
+    Parameters (the reference's parameterization, shared with ``scs_torch``):
+        kernel: ``(kH, kW, in_features // feature_group_count, out_features)``,
+            Xavier/Glorot uniform over the same fans as torch's
+            ``xavier_uniform_`` on ``(out, in, kH, kW)``.
+        p: ``(out_features,)``, the exponent is ``(p / 10)²``; starts at
+            ``sqrt(2) · 10`` so the exponent starts at 2.
+        q: ``(1,)``, the floor added to both norms is ``(q / 100)²``; starts at
+            10 so the floor starts at 0.01.
+
+    Args:
+        in_features, out_features: channel counts, positive, divisible by
+            ``feature_group_count``.
+        kernel_size: int or pair.
+        stride: int or pair.
+        padding: int, pair, ``((top, bottom), (left, right))``, ``"valid"`` or ``"same"``.
+        feature_group_count: channel groups (``in_features`` for depthwise).
+        eps: see :func:`scs_jax.functional.sharpened_cosine_similarity`.
+        dtype: computation dtype (``None``: promote input and parameters).
+        param_dtype: parameters' dtype (float32; pass ``jnp.float64`` under
+            ``jax_enable_x64`` for float64 parameters).
+        precision: convolution precision (see the functional form).
+        kernel_init: initializer of ``kernel``.
+        rngs: ``nnx.Rngs`` with a ``params`` stream.
+
+    Shapes: input ``(N, H, W, in_features)`` -> output ``(N, H_out, W_out, out_features)``.
+
+    Raises:
+        ValueError, TypeError: at construction for impossible configurations,
+        and in ``__call__`` for bad inputs; messages name the argument.
+
+    Source: brohrer/sharpened_cosine_similarity_torch,
+    https://github.com/brohrer/sharpened_cosine_similarity_torch .
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size,
+        *,
+        stride=1,
+        padding=0,
+        feature_group_count: int = 1,
+        eps: float = SF.EPS,
+        dtype=None,
+        param_dtype=jnp.float32,
+        precision=None,
+        kernel_init=nnx.initializers.xavier_uniform(),
+        rngs: nnx.Rngs,
+    ):
+        for name, value in (
+            ("in_features", in_features),
+            ("out_features", out_features),
+            ("feature_group_count", feature_group_count),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        if in_features % feature_group_count or out_features % feature_group_count:
+            raise ValueError(
+                f"feature_group_count: in_features ({in_features}) and out_features "
+                f"({out_features}) must both be divisible by feature_group_count, "
+                f"got {feature_group_count}"
+            )
+        if not eps > 0:
+            raise ValueError(f"eps: expected a positive float, got {eps!r}")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.kernel_size = SF._positive_pair("kernel_size", kernel_size)
+        self.stride = SF._positive_pair("stride", stride)
+        self.padding = SF.resolve_padding(padding, self.kernel_size, self.stride)
+        self.feature_group_count = feature_group_count
+        self.eps = float(eps)
+        self.dtype = dtype
+        self.param_dtype = param_dtype
+        self.precision = precision
+        kernel_shape = (*self.kernel_size, in_features // feature_group_count, out_features)
+        self.kernel = nnx.Param(kernel_init(rngs.params(), kernel_shape, param_dtype))
+        self.p = nnx.Param(jnp.full((out_features,), SF.P_INIT, param_dtype))
+        self.q = nnx.Param(jnp.full((1,), SF.Q_INIT, param_dtype))
+
+    def __call__(self, x):
+        SF._check_input(x, self.in_features, type(self).__name__)
+        x, kernel, p, q = dtypes.promote_dtype(
+            (x, self.kernel[...], self.p[...], self.q[...]), dtype=self.dtype
+        )
+        return SF.sharpened_cosine_similarity(
+            x, kernel, p, q, self.stride, self.padding, self.feature_group_count, self.eps,
+            self.precision,
+        )
+
+
+class MaxAbsPool(nnx.Module):
+    """Max-magnitude pooling: each window's element of largest ``|x|``, sign kept (NHWC).
+
+    Ties ``+a``/``-a`` return ``+a``. Args as ``torch.nn.MaxPool2d`` (no
+    padding): ``kernel_size`` (int or pair), ``stride`` (default
+    ``kernel_size``), ``ceil_mode``. See :func:`scs_jax.functional.max_abs_pool`.
+
+    Source: brohrer/sharpened_cosine_similarity_torch.
+    """
+
+    def __init__(self, kernel_size, stride=None, ceil_mode: bool = False):
+        self.kernel_size = SF._positive_pair("kernel_size", kernel_size)
+        self.stride = self.kernel_size if stride is None else SF._positive_pair("stride", stride)
+        self.ceil_mode = bool(ceil_mode)
+
+    def __call__(self, x):
+        return SF.max_abs_pool(x, self.kernel_size, self.stride, self.ceil_mode)

@@ -1,0 +1,267 @@
+"""Sharpened Cosine Similarity and MaxAbsPool as pure PyTorch functions (NCHW).
+
+The maths, for every input patch ``s`` (all input channels of a group under the
+kernel window, zero padding included) and every kernel ``k``::
+
+    ‖v‖ = sqrt(Σ v² + eps)
+    cos = (s · k) / ((‖s‖ + q) · (‖k‖ + q))
+    out = sign(cos) · (|cos| + eps) ** p
+
+with ``p = (p_param / 10)²`` per output channel and ``q = (q_param / 100)²`` per
+layer. This is the parameterization of Brandon Rohrer's reference PyTorch code,
+https://github.com/brohrer/sharpened_cosine_similarity_torch (February 2022,
+built on code by Ze Wang, Oliver Batchelor, Stephen Hogg and Raphael Pisoni),
+after Raphael Pisoni's original post https://twitter.com/_brohrer_/status/1232460132455305218
+and https://www.rpisoni.dev/posts/cossim-convolution/ .
+
+``s · k`` is one convolution; ``‖s‖²`` is the squared input summed over each
+group's channels, then summed over each window by a one-channel-per-group
+convolution with a ones kernel. Nothing is unfolded, so memory stays that of a
+convolution. ``scs_jax.functional`` holds the same functions for JAX, NHWC.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "P_SCALE",
+    "Q_SCALE",
+    "P_INIT",
+    "Q_INIT",
+    "EPS",
+    "resolve_padding",
+    "pool_output_size",
+    "sharpened_cosine_similarity",
+    "max_abs_pool",
+]
+
+#: ``p = (p_param / P_SCALE)²``; the reference's ``p_scale``.
+P_SCALE = 10.0
+#: ``q = (q_param / Q_SCALE)²``; the reference's ``q_scale``.
+Q_SCALE = 100.0
+#: Initial ``p_param``: ``sqrt(2) · 10``, so ``p`` starts at 2.
+P_INIT = 2.0**0.5 * P_SCALE
+#: Initial ``q_param``: 10, so ``q`` starts at 0.01.
+Q_INIT = 10.0
+#: Default ``eps`` inside the norms and under the power.
+EPS = 1e-12
+
+
+def _pair(name: str, value) -> tuple[int, int]:
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected an int or a pair of ints, got {value!r}")
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        return (int(value[0]), int(value[1]))
+    raise TypeError(f"{name}: expected an int or a pair of ints, got {value!r}")
+
+
+def _positive_pair(name: str, value) -> tuple[int, int]:
+    pair = _pair(name, value)
+    if min(pair) < 1:
+        raise ValueError(f"{name}: expected positive sizes, got {value!r}")
+    return pair
+
+
+def resolve_padding(padding, kernel_size, stride=1) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Explicit zero padding ``((top, bottom), (left, right))``.
+
+    Args:
+        padding: an int, a pair ``(pad_h, pad_w)``, a pair of pairs
+            ``((top, bottom), (left, right))``, ``"valid"`` (no padding) or
+            ``"same"`` (output size = input size; stride 1 only, as in
+            ``torch.nn.Conv2d``, with the extra pixel of an even kernel on the
+            bottom/right, torch's rule).
+        kernel_size: int or pair.
+        stride: int or pair; ``"same"`` requires 1.
+
+    Raises:
+        TypeError, ValueError: naming ``padding`` and the received value.
+    """
+    kh, kw = _positive_pair("kernel_size", kernel_size)
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return ((0, 0), (0, 0))
+        if mode == "same":
+            if _positive_pair("stride", stride) != (1, 1):
+                raise ValueError(
+                    f"padding: 'same' needs stride 1 (as torch.nn.Conv2d), got stride={stride!r}"
+                )
+            return ((kh - 1) // 2, kh - 1 - (kh - 1) // 2), ((kw - 1) // 2, kw - 1 - (kw - 1) // 2)
+        raise ValueError(f"padding: expected 'valid', 'same', an int or pairs, got {padding!r}")
+    if (
+        isinstance(padding, (tuple, list))
+        and len(padding) == 2
+        and all(isinstance(p, (tuple, list)) for p in padding)
+    ):
+        pads = (_pair("padding", tuple(padding[0])), _pair("padding", tuple(padding[1])))
+    else:
+        ph, pw = _pair("padding", padding)
+        pads = ((ph, ph), (pw, pw))
+    if min(pads[0] + pads[1]) < 0:
+        raise ValueError(f"padding: expected non-negative sizes, got {padding!r}")
+    return pads
+
+
+def pool_output_size(size: int, kernel_size: int, stride: int, ceil_mode: bool) -> int:
+    """Output length of a pooling window sweep, ``torch.nn.MaxPool2d``'s rule (no padding).
+
+    With ``ceil_mode`` a last, partial window is kept when it starts inside the
+    input.
+
+    Raises:
+        ValueError: when ``size < kernel_size``.
+    """
+    if size < kernel_size:
+        raise ValueError(
+            f"x: spatial size {size} is smaller than the pooling kernel_size {kernel_size}"
+        )
+    if ceil_mode:
+        out = -(-(size - kernel_size) // stride) + 1
+        if (out - 1) * stride >= size:
+            out -= 1
+        return out
+    return (size - kernel_size) // stride + 1
+
+
+def _check_input(x: torch.Tensor, channels: int, what: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"x: expected a 4-D tensor (N, C, H, W), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"x: expected a floating-point dtype, got {x.dtype}")
+    if x.shape[0] == 0:
+        raise ValueError(f"x: expected a batch of at least 1, got shape {tuple(x.shape)}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"x: {what} expects {channels} input channels (dim 1 of N, C, H, W), "
+            f"got shape {tuple(x.shape)}"
+        )
+
+
+def sharpened_cosine_similarity(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    p: torch.Tensor,
+    q: torch.Tensor,
+    stride=1,
+    padding=0,
+    groups: int = 1,
+    eps: float = EPS,
+) -> torch.Tensor:
+    """Sharpened cosine similarity of every patch of ``x`` with every kernel.
+
+    Args:
+        x: input, ``(N, C_in, H, W)``, floating point, same dtype/device as ``weight``.
+        weight: kernels, ``(C_out, C_in // groups, kH, kW)`` (``torch.nn.Conv2d``'s layout).
+        p: stored exponent parameter, ``(C_out,)``; the exponent is ``(p / 10)²``.
+        q: stored floor parameter, ``(1,)``; the floor is ``(q / 100)²``.
+        stride: int or pair.
+        padding: int, pair, pair of pairs, ``"valid"`` or ``"same"`` (see
+            :func:`resolve_padding`); zero padding, which takes part in the
+            patch norms.
+        groups: channel groups as in ``torch.nn.Conv2d``; a patch's norm spans
+            exactly the channels its kernel sees (``groups=C_in`` is depthwise).
+        eps: added under the square roots of the norms and to ``|cos|`` before
+            the power, so that zero patches, zero kernels and ``cos = 0`` give
+            finite values and gradients.
+
+    Returns:
+        ``(N, C_out, H_out, W_out)``, the dtype of ``x``, values in ``[-1, 1]``
+        up to ``eps``.
+
+    Raises:
+        TypeError, ValueError: for a wrong rank, channel count, dtype, an
+        empty batch, an input smaller than the kernel, or impossible groups;
+        the message names the argument, the expected and the received value.
+
+    The maths is the module docstring's; source: brohrer/sharpened_cosine_similarity_torch.
+    """
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"groups: expected a positive int, got {groups!r}")
+    if weight.dim() != 4:
+        raise ValueError(
+            f"weight: expected a 4-D tensor (C_out, C_in // groups, kH, kW), got shape {tuple(weight.shape)}"
+        )
+    out_channels, group_in, kh, kw = weight.shape
+    if out_channels % groups:
+        raise ValueError(
+            f"groups: out_channels ({out_channels}) must be divisible by groups, got groups={groups}"
+        )
+    _check_input(x, group_in * groups, "sharpened_cosine_similarity")
+    if x.dtype != weight.dtype:
+        raise TypeError(f"x: expected dtype {weight.dtype} (the weight's), got {x.dtype}")
+    sh, sw = _positive_pair("stride", stride)
+    (pt, pb), (pl, pr) = resolve_padding(padding, (kh, kw), (sh, sw))
+    n, c, h, w = x.shape
+    if h + pt + pb < kh or w + pl + pr < kw:
+        raise ValueError(
+            f"x: padded spatial size ({h + pt + pb}, {w + pl + pr}) is smaller than "
+            f"kernel_size ({kh}, {kw}); got input shape {tuple(x.shape)}"
+        )
+
+    if pt == pb and pl == pr:
+        conv_padding = (pt, pl)
+    else:
+        x = F.pad(x, (pl, pr, pt, pb))
+        conv_padding = (0, 0)
+        h, w = x.shape[2:]
+
+    dot = F.conv2d(x, weight, None, (sh, sw), conv_padding, 1, groups)
+    # ‖s‖²: squares summed over each group's channels, then over each window.
+    square_sum = x.square().reshape(n, groups, c // groups, h, w).sum(2)
+    window = weight.new_ones((groups, 1, kh, kw))
+    patch_square = F.conv2d(square_sum, window, None, (sh, sw), conv_padding, 1, groups)
+
+    q_value = (q / Q_SCALE).square()
+    patch_norm = (patch_square + eps).sqrt() + q_value  # (N, G, H', W')
+    kernel_norm = (weight.square().sum((1, 2, 3)) + eps).sqrt() + q_value  # (C_out,)
+    per_group = out_channels // groups
+    h_out, w_out = dot.shape[2:]
+    denominator = patch_norm.unsqueeze(2) * kernel_norm.reshape(1, groups, per_group, 1, 1)
+    cos = (dot.reshape(n, groups, per_group, h_out, w_out) / denominator).reshape(
+        n, out_channels, h_out, w_out
+    )
+    exponent = (p / P_SCALE).square().reshape(1, out_channels, 1, 1)
+    return cos.sign() * (cos.abs() + eps).pow(exponent)
+
+
+def max_abs_pool(
+    x: torch.Tensor, kernel_size=2, stride=None, ceil_mode: bool = False
+) -> torch.Tensor:
+    """In each window, the element of largest magnitude, with its sign.
+
+    A tie between ``+a`` and ``-a`` returns ``+a`` (the reference compares
+    ``max(x) >= max(-x)``); among equal elements the gradient goes to the
+    first in row-major order, as ``torch.nn.MaxPool2d`` routes it.
+
+    Args:
+        x: ``(N, C, H, W)``, floating point.
+        kernel_size: int or pair.
+        stride: int or pair; ``None`` means ``kernel_size``.
+        ceil_mode: keep a last partial window at the bottom/right edge when it
+            starts inside the input (``torch.nn.MaxPool2d``'s rule).
+
+    Returns:
+        ``(N, C, H_out, W_out)``, the dtype of ``x``. NaNs propagate.
+
+    Raises:
+        TypeError, ValueError: naming the argument, the expected and received value.
+
+    Source: the ``MaxAbsPool2d`` of brohrer/sharpened_cosine_similarity_torch.
+    """
+    kh, kw = _positive_pair("kernel_size", kernel_size)
+    sh, sw = (kh, kw) if stride is None else _positive_pair("stride", stride)
+    _check_input(x, None, "max_abs_pool")
+    pool_output_size(x.shape[2], kh, sh, ceil_mode)
+    pool_output_size(x.shape[3], kw, sw, ceil_mode)
+    largest = F.max_pool2d(x, (kh, kw), (sh, sw), 0, 1, ceil_mode)
+    smallest_negated = F.max_pool2d(-x, (kh, kw), (sh, sw), 0, 1, ceil_mode)
+    return torch.where(largest >= smallest_negated, largest, -smallest_negated)

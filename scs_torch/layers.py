@@ -1,0 +1,128 @@
+"""``torch.nn`` modules: :class:`SharpenedCosineSimilarity2d` and :class:`MaxAbsPool2d` (NCHW).
+
+Thin modules over :mod:`scs_torch.functional`; ``scs_jax.layers`` holds the
+Flax NNX twins with the same parameters, initial distributions and maths.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import functional as SF
+
+__all__ = ["SharpenedCosineSimilarity2d", "MaxAbsPool2d"]
+
+
+class SharpenedCosineSimilarity2d(nn.Module):
+    """Sharpened cosine similarity layer, a drop-in for ``nn.Conv2d`` (NCHW, no bias).
+
+    ``out = sign(cos) · (|cos| + eps) ** p`` with
+    ``cos = (s · k) / ((‖s‖ + q)(‖k‖ + q))`` for every input patch ``s`` and
+    kernel ``k``; see :mod:`scs_torch.functional` for the full equation.
+
+    Parameters (the reference's parameterization, shared with ``scs_jax``):
+        weight: ``(out_channels, in_channels // groups, kH, kW)``, Xavier/Glorot
+            uniform (``nn.init.xavier_uniform_``).
+        p: ``(out_channels,)``, the exponent is ``(p / 10)²``; starts at
+            ``sqrt(2) · 10`` so the exponent starts at 2.
+        q: ``(1,)``, the floor added to both norms is ``(q / 100)²``; starts at
+            10 so the floor starts at 0.01.
+
+    Args:
+        in_channels, out_channels: channel counts, positive, divisible by ``groups``.
+        kernel_size: int or pair.
+        stride: int or pair.
+        padding: int, pair, ``((top, bottom), (left, right))``, ``"valid"`` or ``"same"``.
+        groups: channel groups (``in_channels`` for depthwise).
+        eps: see :func:`scs_torch.functional.sharpened_cosine_similarity`.
+        device, dtype: of the parameters, as for ``nn.Conv2d``.
+
+    Shapes: input ``(N, in_channels, H, W)`` -> output ``(N, out_channels, H_out, W_out)``
+    with ``conv2d``'s output sizes.
+
+    Raises:
+        ValueError, TypeError: at construction for impossible configurations,
+        and in ``forward`` for bad inputs; messages name the argument.
+
+    Source: brohrer/sharpened_cosine_similarity_torch,
+    https://github.com/brohrer/sharpened_cosine_similarity_torch .
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        groups: int = 1,
+        eps: float = SF.EPS,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"groups: in_channels ({in_channels}) and out_channels ({out_channels}) "
+                f"must both be divisible by groups, got groups={groups}"
+            )
+        if not eps > 0:
+            raise ValueError(f"eps: expected a positive float, got {eps!r}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = SF._positive_pair("kernel_size", kernel_size)
+        self.stride = SF._positive_pair("stride", stride)
+        self.padding = SF.resolve_padding(padding, self.kernel_size, self.stride)
+        self.groups = groups
+        self.eps = float(eps)
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(
+            torch.empty((out_channels, in_channels // groups, *self.kernel_size), **factory)
+        )
+        self.p = nn.Parameter(torch.empty((out_channels,), **factory))
+        self.q = nn.Parameter(torch.empty((1,), **factory))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Re-draw ``weight`` (Xavier uniform) and reset ``p``, ``q`` to their initial values."""
+        nn.init.xavier_uniform_(self.weight)
+        nn.init.constant_(self.p, SF.P_INIT)
+        nn.init.constant_(self.q, SF.Q_INIT)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return SF.sharpened_cosine_similarity(
+            x, self.weight, self.p, self.q, self.stride, self.padding, self.groups, self.eps
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, groups={self.groups}, eps={self.eps}"
+        )
+
+
+class MaxAbsPool2d(nn.Module):
+    """Max-magnitude pooling: each window's element of largest ``|x|``, sign kept (NCHW).
+
+    Ties ``+a``/``-a`` return ``+a``. Args as ``nn.MaxPool2d`` (no padding):
+    ``kernel_size`` (int or pair), ``stride`` (default ``kernel_size``),
+    ``ceil_mode``. See :func:`scs_torch.functional.max_abs_pool`.
+
+    Source: brohrer/sharpened_cosine_similarity_torch.
+    """
+
+    def __init__(self, kernel_size, stride=None, ceil_mode: bool = False):
+        super().__init__()
+        self.kernel_size = SF._positive_pair("kernel_size", kernel_size)
+        self.stride = self.kernel_size if stride is None else SF._positive_pair("stride", stride)
+        self.ceil_mode = bool(ceil_mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return SF.max_abs_pool(x, self.kernel_size, self.stride, self.ceil_mode)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, ceil_mode={self.ceil_mode}"
