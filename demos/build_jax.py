@@ -1,0 +1,99 @@
+"""Build a Flax NNX network from an architecture of :mod:`demos.architectures`.
+
+The twin of :mod:`demos.build_torch`. Never imports torch. Two choices make
+the twins statistically and numerically interchangeable:
+
+- the network flattens in channels-first order (NHWC is transposed to NCHW
+  before the flatten), so the Linear weights are torch's, transposed;
+- Linear layers start from torch's default distributions (weight and bias
+  uniform in ``±1/sqrt(fan_in)``, ``nn.Linear.reset_parameters``), and
+  convolutions likewise, instead of Flax's LeCun-normal/zeros.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from scs_jax import MaxAbsPool, SharpenedCosineSimilarity
+from scs_jax import functional as SF
+
+from . import architectures as A
+
+__all__ = ["build_jax_model", "parameter_layers", "FlattenChannelsFirst", "MaxPool", "torch_default_init"]
+
+
+def torch_default_init(fan_in: int):
+    """Initializer uniform in ``±1/sqrt(fan_in)``: torch's default for Linear/Conv weights and biases."""
+    bound = fan_in**-0.5
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+class FlattenChannelsFirst(nnx.Module):
+    """``(N, H, W, C)`` -> ``(N, C·H·W)`` in torch's ``nn.Flatten`` order."""
+
+    def __call__(self, x):
+        return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
+
+
+class MaxPool(nnx.Module):
+    """Plain max pooling with torch's ``ceil_mode`` windows (the benchmark's comparison network)."""
+
+    def __init__(self, kernel_size: int, stride: int, ceil_mode: bool):
+        self.kernel_size, self.stride, self.ceil_mode = kernel_size, stride, ceil_mode
+
+    def __call__(self, x):
+        k, s = self.kernel_size, self.stride
+        pads = [
+            max((SF.pool_output_size(size, k, s, self.ceil_mode) - 1) * s + k - size, 0)
+            for size in x.shape[1:3]
+        ]
+        return nnx.max_pool(x, (k, k), (s, s), ((0, pads[0]), (0, pads[1])))
+
+
+def _build_layer(spec, param_dtype, rngs: nnx.Rngs):
+    if isinstance(spec, A.SCS):
+        return SharpenedCosineSimilarity(
+            spec.in_channels, spec.out_channels, spec.kernel_size, stride=spec.stride,
+            padding=spec.padding, feature_group_count=spec.groups, param_dtype=param_dtype, rngs=rngs,
+        )
+    if isinstance(spec, A.MaxAbsPool):
+        return MaxAbsPool(spec.kernel_size, spec.stride, spec.ceil_mode)
+    if isinstance(spec, A.Conv):
+        init = torch_default_init((spec.in_channels // spec.groups) * spec.kernel_size**2)
+        return nnx.Conv(
+            spec.in_channels, spec.out_channels, (spec.kernel_size,) * 2, strides=spec.stride,
+            padding=[(spec.padding, spec.padding)] * 2, feature_group_count=spec.groups,
+            kernel_init=init, bias_init=init, param_dtype=param_dtype, rngs=rngs,
+        )
+    if isinstance(spec, A.MaxPool):
+        return MaxPool(spec.kernel_size, spec.stride, spec.ceil_mode)
+    if isinstance(spec, A.Flatten):
+        return FlattenChannelsFirst()
+    if isinstance(spec, A.Linear):
+        init = torch_default_init(spec.in_features)
+        return nnx.Linear(
+            spec.in_features, spec.out_features, kernel_init=init, bias_init=init,
+            param_dtype=param_dtype, rngs=rngs,
+        )
+    raise TypeError(f"spec: unknown layer spec {spec!r}")
+
+
+def build_jax_model(
+    architecture: A.Architecture, *, rngs: nnx.Rngs, param_dtype=jnp.float32
+) -> nnx.Sequential:
+    """The architecture as ``nnx.Sequential``: input ``(N, H, W, C)`` -> logits ``(N, classes)``."""
+    return nnx.Sequential(*(_build_layer(spec, param_dtype, rngs) for spec in architecture.layers))
+
+
+def parameter_layers(model: nnx.Sequential) -> list:
+    """The layers that hold parameters, in order (pairs with ``build_torch.parameter_layers``)."""
+    return [
+        layer for layer in model.layers
+        if isinstance(layer, (SharpenedCosineSimilarity, nnx.Linear, nnx.Conv))
+    ]

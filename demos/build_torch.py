@@ -1,0 +1,53 @@
+"""Build a PyTorch ``nn.Sequential`` from an architecture of :mod:`demos.architectures`.
+
+The twin of :mod:`demos.build_jax`. Never imports JAX.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from scs_torch import MaxAbsPool2d, SharpenedCosineSimilarity2d
+
+from . import architectures as A
+
+__all__ = ["build_torch_model", "parameter_layers"]
+
+
+def _build_layer(spec, factory: dict) -> nn.Module:
+    if isinstance(spec, A.SCS):
+        return SharpenedCosineSimilarity2d(
+            spec.in_channels, spec.out_channels, spec.kernel_size, spec.stride,
+            spec.padding, spec.groups, **factory,
+        )
+    if isinstance(spec, A.MaxAbsPool):
+        return MaxAbsPool2d(spec.kernel_size, spec.stride, spec.ceil_mode)
+    if isinstance(spec, A.Conv):
+        return nn.Conv2d(
+            spec.in_channels, spec.out_channels, spec.kernel_size, spec.stride,
+            spec.padding, groups=spec.groups, **factory,
+        )
+    if isinstance(spec, A.MaxPool):
+        return nn.MaxPool2d(spec.kernel_size, spec.stride, ceil_mode=spec.ceil_mode)
+    if isinstance(spec, A.Flatten):
+        return nn.Flatten()
+    if isinstance(spec, A.Linear):
+        return nn.Linear(spec.in_features, spec.out_features, **factory)
+    raise TypeError(f"spec: unknown layer spec {spec!r}")
+
+
+def build_torch_model(
+    architecture: A.Architecture, *, dtype: torch.dtype | None = None, device=None
+) -> nn.Sequential:
+    """The architecture as ``nn.Sequential``: input ``(N, C, H, W)`` -> logits ``(N, classes)``.
+
+    Parameters are drawn from torch's global RNG (seed it with ``torch.manual_seed``).
+    """
+    factory = {"dtype": dtype, "device": device}
+    return nn.Sequential(*(_build_layer(spec, factory) for spec in architecture.layers))
+
+
+def parameter_layers(model: nn.Sequential) -> list[nn.Module]:
+    """The layers that hold parameters, in order (pairs with ``build_jax.parameter_layers``)."""
+    return [layer for layer in model if any(True for _ in layer.parameters())]
