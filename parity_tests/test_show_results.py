@@ -1,0 +1,182 @@
+"""Tests of the results viewer (demos/show_results.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from demos import results_store as rs
+from demos import show_results
+
+from test_results_store import REPO_ROOT, make_record, snapshot
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TORCH_FINALS = [8.0, 9.0, 10.0]   # mean 9, std 1, stderr 1/sqrt(3) = 0.577
+JAX_FINALS = [9.5, 10.5]          # mean 10, std sqrt(0.5) = 0.707, stderr 0.5
+
+
+@pytest.fixture
+def results(tmp_path):
+    root = tmp_path / "results"
+    for i, e in enumerate(TORCH_FINALS):
+        rs.save_run(make_record("torch", i, e, n_epochs=5), root)
+    for i, e in enumerate(JAX_FINALS):
+        rs.save_run(make_record("jax", i, e, n_epochs=5), root)
+    return root
+
+
+def row(stdout: str, framework: str) -> list[str]:
+    (line,) = [l for l in stdout.splitlines() if l.split()[:1] == [framework]]
+    return line.split()
+
+
+def check_png(path: Path):
+    assert path.is_file()
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    import matplotlib.image
+    img = matplotlib.image.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+
+
+def test_stats_and_plots(results, tmp_path, capsys):
+    plots = tmp_path / "plots"
+    before = snapshot(results)
+    assert show_results.main(["v1", "--results-dir", str(results),
+                              "--plot-dir", str(plots)]) == 0
+    out = capsys.readouterr().out
+    # framework, runs, epochs, mean, std, stderr, min, max
+    assert row(out, "torch") == ["torch", "3", "5", "9.000", "1.000", "0.577",
+                                 "8.000", "10.000"]
+    assert row(out, "jax") == ["jax", "2", "5", "10.000", "0.707", "0.500",
+                               "9.500", "10.500"]
+    assert "difference of means (torch - jax): -1.000" in out
+    # Welch by hand: t = (9 - 10) / sqrt(1/3 + 0.5/2);
+    # df = (1/3 + 1/4)^2 / ((1/3)^2 / 2 + (1/4)^2 / 1).
+    from scipy import stats
+    se2 = 1 / 3 + 0.5 / 2
+    t = -1 / se2 ** 0.5
+    df = se2 ** 2 / ((1 / 3) ** 2 / 2 + 0.25 ** 2 / 1)
+    p = 2 * stats.t.sf(abs(t), df)
+    assert f"t = {t:.3f}" in out
+    assert f"p = {p:.4g}" in out
+    check_png(plots / "results_v1.png")
+    check_png(plots / "results_detail_v1.png")
+    assert sorted(p.name for p in plots.iterdir()) == \
+        ["results_detail_v1.png", "results_v1.png"]  # no temp files left
+    assert snapshot(results) == before  # read-only
+
+
+def test_single_framework_and_single_run(tmp_path, capsys):
+    root = tmp_path / "results"
+    rs.save_run(make_record("jax", 0, 7.25, dataset="cifar10", version="v_37"), root)
+    assert show_results.main(["v_37", "--results-dir", str(root), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert row(out, "jax") == ["jax", "1", "3", "7.250", "n/a", "n/a", "7.250", "7.250"]
+    assert "cifar10 / v_37" in out
+    assert "Welch" not in out and "difference" not in out
+    assert not (tmp_path / "plots").exists()
+
+
+def test_too_few_runs_for_welch(tmp_path, capsys):
+    root = tmp_path / "results"
+    rs.save_run(make_record("torch", 0, 8.0), root)
+    rs.save_run(make_record("torch", 1, 9.0), root)
+    rs.save_run(make_record("jax", 0, 8.0), root)
+    assert show_results.main(["v1", "--results-dir", str(root), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "difference of means (torch - jax): +0.500" in out
+    assert "needs >= 2 runs per framework (torch: 2, jax: 1)" in out
+
+
+def test_several_versions_overlaid(results, tmp_path, capsys):
+    rs.save_run(make_record("torch", 0, 6.0, version="v2", n_epochs=8), results)
+    rs.save_run(make_record("jax", 0, 6.5, version="v2", n_epochs=8,
+                            dataset="cifar10"), results)
+    plots = tmp_path / "plots"
+    assert show_results.main(["v1", "v2", "--results-dir", str(results),
+                              "--plot-dir", str(plots)]) == 0
+    out = capsys.readouterr().out
+    assert "fashion_mnist / v1" in out and "fashion_mnist / v2" in out
+    assert "cifar10 / v2" in out
+    check_png(plots / "results_v1_v2.png")
+    check_png(plots / "results_detail_v1_v2.png")
+
+    # --dataset filters.
+    assert show_results.main(["v2", "--dataset", "cifar10", "--results-dir",
+                              str(results), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "cifar10 / v2" in out and "fashion_mnist" not in out
+
+
+def test_empty_version_exits_1(results, tmp_path, capsys):
+    plots = tmp_path / "plots"
+    assert show_results.main(["v9", "--results-dir", str(results),
+                              "--plot-dir", str(plots)]) == 1
+    err = capsys.readouterr().err
+    assert "No runs found" in err and "'v9'" in err and str(results) in err
+    assert "v1" in err  # lists what is there
+    assert not plots.exists()
+    # An empty / missing results folder too.
+    assert show_results.main(["v1", "--results-dir", str(tmp_path / "nothing"),
+                              "--no-plots"]) == 1
+    assert str(tmp_path / "nothing") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["../x", "/tmp/x", "a b"])
+def test_bad_version_exits_2(bad, capsys):
+    with pytest.raises(SystemExit) as info:
+        show_results.main([bad, "--no-plots"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "version" in err and repr(bad) in err
+
+
+def test_skips_corrupt_and_in_progress_files(results, tmp_path, capsys):
+    d = rs.run_dir("fashion_mnist", "v1", "torch", results)
+    (d / "run_0003.json").write_text('{"schema": 1, "dataset"')     # corrupt
+    (d / ".run_0004.json.77.abcdef12.tmp").write_text('{"sch')       # being written
+    assert show_results.main(["v1", "--results-dir", str(results), "--no-plots"]) == 0
+    captured = capsys.readouterr()
+    assert row(captured.out, "torch")[:2] == ["torch", "3"]
+    assert str(d / "run_0003.json") in captured.err
+    assert "run_0004" not in captured.err
+    assert (d / "run_0003.json").read_text() == '{"schema": 1, "dataset"'
+
+
+def _env():
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    env["MPLBACKEND"] = "Agg"
+    return env
+
+
+def test_runs_as_script_from_elsewhere(results, tmp_path):
+    script = REPO_ROOT / "demos" / "show_results.py"
+    out = subprocess.run([sys.executable, str(script), "v1", "--results-dir",
+                          str(results), "--no-plots"], cwd=tmp_path, env=_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert row(out.stdout, "torch")[3] == "9.000"
+    bad = subprocess.run([sys.executable, str(script), "../x"], cwd=tmp_path,
+                         env=_env(), capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "version" in bad.stderr
+    empty = subprocess.run([sys.executable, str(script), "v5", "--results-dir",
+                            str(results)], cwd=tmp_path, env=_env(),
+                           capture_output=True, text=True, timeout=120)
+    assert empty.returncode == 1 and "No runs found" in empty.stderr
+    helped = subprocess.run([sys.executable, str(script), "--help"], cwd=tmp_path,
+                            env=_env(), capture_output=True, text=True, timeout=120)
+    assert helped.returncode == 0 and "--plot-dir" in helped.stdout
+
+
+def test_runs_as_module(results):
+    out = subprocess.run([sys.executable, "-m", "demos.show_results", "v1",
+                          "--results-dir", str(results), "--no-plots"],
+                         cwd=REPO_ROOT, env=_env(), capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert row(out.stdout, "jax")[3] == "10.000"
