@@ -225,7 +225,7 @@ def sharpened_cosine_similarity(
     square_sum = jnp.square(x).reshape(n, h, w, groups, c // groups).sum(-1)
     patch_square = lax.reduce_window(
         square_sum,
-        jnp.zeros((), square_sum.dtype),
+        np.zeros((), square_sum.dtype),
         lax.add,
         (1, kh, kw, 1),
         (1, sh, sw, 1),

@@ -1,0 +1,146 @@
+"""The JAX training loop of the demos: one jitted optimizer step per batch, evaluation.
+
+The twin of :mod:`demos.train_torch`, with the same methods in the same order.
+Never imports torch. The model is split once (``nnx.split``) and the step is a
+pure function of (parameters, optimizer state) under ``jax.jit``, compiled once:
+every batch has the same shape, the last partial batch being padded and
+masked out of the loss. The training set lives on the default device
+(``jax.device_put``); nothing assumes a CPU.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from .architectures import Architecture
+from .build_jax import build_jax_model
+from .optim import OneCycle, make_optax_optimizer
+
+__all__ = ["JaxTrainer", "default_device"]
+
+_DTYPES = ("float32", "float64")
+
+
+def default_device() -> str:
+    """The platform and kind of JAX's default device, e.g. ``"cpu"`` or ``"gpu NVIDIA H100"``."""
+    device = jax.devices()[0]
+    return f"{device.platform} {getattr(device, 'device_kind', '')}".strip()
+
+
+def _masked_loss(graphdef, params, x, y, mask):
+    logits = nnx.merge(graphdef, params)(x)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    loss = jnp.sum(losses * mask) / jnp.sum(mask)
+    correct = jnp.sum((jnp.argmax(logits, -1) == y) * mask)
+    return loss, correct
+
+
+class JaxTrainer:
+    """Trains one network with Adam + one-cycle, stepped every batch (the reference's recipe).
+
+    Args:
+        architecture: the network to build (:mod:`demos.architectures`).
+        schedule: the one-cycle settings; it fixes the number of steps.
+        train_images: ``(N, H, W, C)`` float in [0, 1].
+        train_labels: ``(N,)`` integer class labels.
+        seed: seeds ``nnx.Rngs`` from which the parameters are drawn.
+        dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``).
+        batch_size: the fixed batch shape of the compiled steps (training and
+            evaluation); smaller batches are padded to it and masked.
+    """
+
+    framework = "jax"
+
+    def __init__(
+        self,
+        architecture: Architecture,
+        schedule: OneCycle,
+        train_images: np.ndarray,
+        train_labels: np.ndarray,
+        *,
+        seed: int,
+        dtype: str = "float32",
+        batch_size: int,
+    ):
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype: expected one of {list(_DTYPES)}, got {dtype!r}")
+        if dtype == "float64" and not jax.config.jax_enable_x64:
+            raise ValueError("dtype: 'float64' needs jax.config.update('jax_enable_x64', True) first")
+        self.dtype = jnp.dtype(dtype)
+        self.batch_size = int(batch_size)
+        model = build_jax_model(architecture, rngs=nnx.Rngs(seed), param_dtype=self.dtype)
+        self.graphdef, self.params = nnx.split(model)
+        self.tx = make_optax_optimizer(schedule)
+        self.opt_state = self.tx.init(self.params)
+        self.images = jax.device_put(np.asarray(train_images, self.dtype))
+        self.labels = jax.device_put(np.asarray(train_labels, np.int32))
+        self._eval_cache: tuple = (None, None)
+
+        graphdef, tx = self.graphdef, self.tx
+
+        def train_step(params, opt_state, images, labels, index, mask):
+            x, y = images[index], labels[index]
+            (loss, correct), grads = jax.value_and_grad(
+                lambda p: _masked_loss(graphdef, p, x, y, mask), has_aux=True
+            )(params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss, correct
+
+        def eval_step(params, x, y, mask):
+            logits = nnx.merge(graphdef, params)(x)
+            losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+            return jnp.sum(losses * mask), jnp.sum((jnp.argmax(logits, -1) == y) * mask)
+
+        self._train_step = jax.jit(train_step, donate_argnums=(0, 1))
+        self._eval_step = jax.jit(eval_step)
+
+    @property
+    def model(self) -> nnx.Module:
+        """The network with the current parameters (a fresh NNX object)."""
+        return nnx.merge(self.graphdef, self.params)
+
+    def _pad(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(indices)
+        if not 0 < n <= self.batch_size:
+            raise ValueError(f"indices: expected 1 to {self.batch_size} examples, got {n}")
+        index = np.zeros(self.batch_size, np.int32)
+        index[:n] = indices
+        mask = np.zeros(self.batch_size, self.dtype)
+        mask[:n] = 1
+        return index, mask
+
+    def train_step(self, indices: np.ndarray) -> tuple[float, int]:
+        """One Adam step on the examples ``indices``; returns (mean loss, correct predictions)."""
+        index, mask = self._pad(indices)
+        self.params, self.opt_state, loss, correct = self._train_step(
+            self.params, self.opt_state, self.images, self.labels, index, mask
+        )
+        return float(loss), int(correct)
+
+    def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy over a whole set (e.g. the test set)."""
+        if self._eval_cache[0] is not images:
+            self._eval_cache = (
+                images,
+                (jax.device_put(np.asarray(images, self.dtype)), np.asarray(labels, np.int32)),
+            )
+        x_all, y_all = self._eval_cache[1]
+        n = len(y_all)
+        loss_sum, correct = 0.0, 0
+        for start in range(0, n, self.batch_size):
+            index, mask = self._pad(np.arange(start, min(start + self.batch_size, n)))
+            batch_loss, batch_correct = self._eval_step(
+                self.params, x_all[index], jax.device_put(y_all[index]), mask
+            )
+            loss_sum += float(batch_loss)
+            correct += int(batch_correct)
+        return loss_sum / n, correct / n
+
+    def parameters_numpy(self) -> dict[str, np.ndarray]:
+        """Every parameter as numpy, keyed by its path in the NNX graph."""
+        flat = nnx.to_flat_state(self.params)
+        return {".".join(map(str, path)): np.asarray(v[...]) for path, v in flat}
