@@ -1,0 +1,422 @@
+"""Per-epoch checkpoints of the run in progress, so that a stopped demo resumes where it was.
+
+After every completed epoch but the last, the demo saves the run's state with
+the framework's own tools, next to (not inside) the results::
+
+    results/<dataset>/<version>/checkpoint/<framework>/      (git-ignored)
+        run_<NNNN>_epoch_<EEEE>/      run NNNN after its epoch EEEE (1-based); normally the only entry
+            meta.json                 {"format": 1, "framework", "run_index", "epoch", "global_step",
+                                       "record": the run's record so far: seed, settings (data
+                                       fingerprint included), per-epoch numbers, start time...}
+            state.pt                  torch: torch.save({"model", "optimizer", "scheduler" state
+                                      dicts, "torch_rng" [, "cuda_rng"]})
+            state/                    JAX: orbax StandardCheckpointer of {"params": the nnx.State,
+                                      "opt_state": the optax state, schedule step count included}
+        failed_run_<NNNN>.json        run NNNN was abandoned on a non-finite loss (not a result; its
+                                      seed is not tried again)
+        .lock                         flock()ed by the demo training this version and framework
+        .tmp-* / .trash-*             a killed demo's half-written / half-deleted checkpoint; the
+                                      next demo removes them
+
+Nothing else is needed to resume: the batch order of epoch ``e`` is a pure
+function of ``(seed, e)`` (:class:`demos.batch_plan.BatchPlan`), the one-cycle
+position is in the optimizer / scheduler state, and neither network draws
+random numbers after its initialisation (the RNG states are saved anyway).
+
+Crash safety: a checkpoint is written into a hidden ``.tmp-*`` folder, every
+file in it is fsynced, then the folder is renamed to its final name (an
+atomic step) and the parent folder is fsynced; only then are older
+checkpoints deleted, each first renamed to a hidden ``.trash-*`` name. A
+process killed at any moment therefore leaves the previous checkpoint or the
+new one complete under a final name, plus perhaps hidden leftovers. The
+checkpoints live outside ``<framework>/`` because :mod:`demos.results_store`
+reports anything but run files there as foreign.
+
+Imports torch only to save or load torch state and orbax (with JAX) only for
+JAX state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import results_store
+
+__all__ = ["FORMAT", "Checkpoint", "CheckpointDir", "CheckpointError", "checkpoint_dir"]
+
+#: Value of ``meta.json``'s ``format`` field written by this code.
+FORMAT = 1
+
+_ENTRY_RE = re.compile(r"run_([0-9]{4,})_epoch_([0-9]{4,})")
+_FAILED_RE = re.compile(r"failed_run_([0-9]{4,})\.json")
+_LEFTOVER_PREFIXES = (".tmp-", ".trash-")
+_LOCK_NAME = ".lock"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is damaged, foreign, locked or does not fit the command line.
+
+    The message names the path(s) and what to do; they are also in ``paths``.
+    """
+
+    def __init__(self, message: str, paths=()):
+        super().__init__(message)
+        self.paths = [Path(p) for p in paths]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One complete checkpoint on disk: run ``run_index`` after epoch ``epoch``."""
+
+    path: Path
+    run_index: int
+    epoch: int
+    global_step: int
+    framework: str
+    record: dict
+
+
+def checkpoint_dir(dataset: str, version: str, framework: str,
+                   results_dir: os.PathLike | str | None = None) -> Path:
+    """``<results_dir>/<dataset>/<version>/checkpoint/<framework>`` (validated names)."""
+    runs = results_store.run_dir(dataset, version, framework, results_dir)
+    return runs.parent / "checkpoint" / framework
+
+
+def _entry_name(run_index: int, epoch: int) -> str:
+    return f"run_{run_index:04d}_epoch_{epoch:04d}"
+
+
+def _fsync_path(path: Path, directory: bool = False) -> None:
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:  # e.g. folders on Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file and folder under ``root`` (orbax itself does not)."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            _fsync_path(Path(folder) / name)
+        _fsync_path(Path(folder), directory=True)
+
+
+def _make_dirs(directory: Path) -> None:
+    missing = []
+    d = directory
+    while not d.exists():
+        missing.append(d)
+        if d.parent == d:
+            break
+        d = d.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:
+            pass
+        _fsync_path(d.parent, directory=True)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    data = (json.dumps(obj, indent=1, allow_nan=True) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _discard(path: Path) -> None:
+    """Delete a checkpoint folder: rename it to a hidden name first, so no half-deleted
+    folder is ever left under a checkpoint's name."""
+    trash = path.parent / f".trash-{path.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        os.rename(path, trash)
+    except FileNotFoundError:
+        return
+    _fsync_path(path.parent, directory=True)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# Framework state
+# --------------------------------------------------------------------------
+
+def _save_torch(trainer: Any, folder: Path) -> None:
+    import torch
+
+    state = {
+        "model": trainer.model.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    if trainer.device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(trainer.device)
+    with open(folder / "state.pt", "xb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _load_torch(trainer: Any, folder: Path) -> None:
+    import torch
+
+    state = torch.load(folder / "state.pt", map_location=trainer.device, weights_only=True)
+    trainer.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if "cuda_rng" in state and trainer.device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), trainer.device)
+
+
+def _jax_state(trainer: Any) -> dict:
+    return {"params": trainer.params, "opt_state": trainer.opt_state}
+
+
+def _save_jax(trainer: Any, folder: Path) -> None:
+    import orbax.checkpoint as ocp
+
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(folder.absolute() / "state", _jax_state(trainer))
+        checkpointer.wait_until_finished()
+
+
+def _load_jax(trainer: Any, folder: Path) -> None:
+    import jax
+    import orbax.checkpoint as ocp
+
+    # The freshly built trainer's state gives the tree structure, shapes,
+    # dtypes and devices to restore into.
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _jax_state(trainer))
+    with ocp.StandardCheckpointer() as checkpointer:
+        state = checkpointer.restore(folder.absolute() / "state", target)
+    trainer.params, trainer.opt_state = state["params"], state["opt_state"]
+
+
+_SAVERS = {"torch": _save_torch, "jax": _save_jax}
+_LOADERS = {"torch": _load_torch, "jax": _load_jax}
+_STATE_NAMES = {"torch": "state.pt", "jax": "state"}
+
+
+# --------------------------------------------------------------------------
+# The folder of one dataset / version / framework
+# --------------------------------------------------------------------------
+
+class CheckpointDir:
+    """The checkpoints of one dataset / version / framework (see the module docstring).
+
+    Args:
+        dataset, version, framework: as in :mod:`demos.results_store` (validated).
+        results_dir: results root; ``None`` means the repository's ``results/``.
+    """
+
+    def __init__(self, dataset: str, version: str, framework: str,
+                 results_dir: os.PathLike | str | None = None):
+        self.framework = framework
+        self.path = checkpoint_dir(dataset, version, framework, results_dir)
+        self._lock_fd: int | None = None
+
+    # -- locking -----------------------------------------------------------
+
+    def acquire(self) -> None:
+        """Take the folder for this process (an exclusive ``flock`` on ``.lock``) and
+        remove a killed demo's hidden leftovers.
+
+        Raises:
+            CheckpointError: another live process holds the lock.
+        """
+        if self._lock_fd is not None:
+            return
+        _make_dirs(self.path)
+        lock = self.path / _LOCK_NAME
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock
+            fcntl = None
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise CheckpointError(
+                    f"another demo is training this version and framework right now "
+                    f"(it holds {lock}). Wait for it to finish or stop it, or use "
+                    "another version.", [lock]) from None
+        self._lock_fd = fd
+        for entry in os.scandir(self.path):
+            if entry.name.startswith(_LEFTOVER_PREFIXES):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+
+    def release(self) -> None:
+        """Give the lock back (also done by the OS when the process ends)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- reading -----------------------------------------------------------
+
+    def _entries(self) -> tuple[list[tuple[int, int, Path]], list[int]]:
+        checkpoints, failed, foreign = [], [], []
+        try:
+            entries = list(os.scandir(self.path))
+        except FileNotFoundError:
+            return [], []
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            match = _ENTRY_RE.fullmatch(name)
+            if match and entry.is_dir(follow_symlinks=False) and name == _entry_name(
+                    int(match[1]), int(match[2])):
+                checkpoints.append((int(match[1]), int(match[2]), Path(entry.path)))
+                continue
+            match = _FAILED_RE.fullmatch(name)
+            if match and entry.is_file(follow_symlinks=False):
+                failed.append(int(match[1]))
+                continue
+            foreign.append(Path(entry.path))
+        if foreign:
+            raise CheckpointError(
+                f"unexpected entries in the checkpoint folder {self.path}: "
+                f"{', '.join(str(p) for p in sorted(foreign))}. Move them out of the "
+                "results folder, then run again; nothing was changed.", foreign)
+        checkpoints.sort()
+        return checkpoints, sorted(failed)
+
+    def latest(self) -> Checkpoint | None:
+        """The newest complete checkpoint, or ``None``. Read-only.
+
+        Raises:
+            CheckpointError: a foreign entry, checkpoints of more than one run,
+                or a damaged newest checkpoint (each named, to be moved away).
+        """
+        checkpoints, _ = self._entries()
+        if not checkpoints:
+            return None
+        runs = sorted({run for run, _, _ in checkpoints})
+        if len(runs) > 1:
+            paths = [p for _, _, p in checkpoints]
+            raise CheckpointError(
+                f"{self.path} holds checkpoints of several runs ({', '.join(map(str, runs))}): "
+                f"{', '.join(map(str, paths))}. Only one run is ever in progress; move the "
+                "ones you do not want to resume out of the results folder; nothing was changed.",
+                paths)
+        run_index, epoch, path = checkpoints[-1]
+        return self._read(path, run_index, epoch)
+
+    def _read(self, path: Path, run_index: int, epoch: int) -> Checkpoint:
+        def damaged(why: str) -> CheckpointError:
+            return CheckpointError(
+                f"{path} is a damaged checkpoint ({why}). Move it out of the results folder "
+                f"to start run {run_index} afresh; nothing was changed.", [path])
+
+        try:
+            meta = json.loads((path / "meta.json").read_text("utf-8"))
+        except FileNotFoundError:
+            raise damaged("no meta.json") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise damaged(f"meta.json unreadable: {error}") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise damaged(f"meta.json is not a format-{FORMAT} checkpoint description")
+        record = meta.get("record")
+        expected = {"framework": self.framework, "run_index": run_index, "epoch": epoch}
+        wrong = [f"{k} is {meta.get(k)!r}, expected {v!r}" for k, v in expected.items()
+                 if meta.get(k) != v]
+        if not isinstance(record, dict) or not isinstance(record.get("epochs"), list):
+            wrong.append("no run record")
+        elif len(record["epochs"]) != epoch or record.get("run_index") != run_index:
+            wrong.append(f"its record holds {len(record['epochs'])} epochs of run "
+                         f"{record.get('run_index')!r}")
+        if not isinstance(meta.get("global_step"), int):
+            wrong.append("no global_step")
+        if not (path / _STATE_NAMES[self.framework]).exists():
+            wrong.append(f"no {_STATE_NAMES[self.framework]}")
+        if wrong:
+            raise damaged("; ".join(wrong))
+        return Checkpoint(path, run_index, epoch, meta["global_step"], self.framework, record)
+
+    def failed_runs(self) -> list[int]:
+        """Indices of the runs abandoned on a non-finite loss (noted by :meth:`mark_failed`)."""
+        return self._entries()[1]
+
+    # -- writing (only while holding the lock) -----------------------------
+
+    def save(self, trainer: Any, record: dict, global_step: int) -> Path:
+        """Checkpoint ``trainer`` after epoch ``len(record["epochs"])`` of run ``record["run_index"]``.
+
+        The new checkpoint is complete on disk before the older ones are deleted.
+        """
+        if self._lock_fd is None:
+            raise RuntimeError("CheckpointDir.save() needs acquire() first")
+        run_index, epoch = record["run_index"], len(record["epochs"])
+        final = self.path / _entry_name(run_index, epoch)
+        tmp = self.path / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            _SAVERS[self.framework](trainer, tmp)
+            _write_json(tmp / "meta.json", {
+                "format": FORMAT, "framework": self.framework, "run_index": run_index,
+                "epoch": epoch, "global_step": int(global_step), "record": record,
+                "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            })
+            _fsync_tree(tmp)
+            if final.exists():  # cannot happen in one demo; never mix two checkpoints
+                _discard(final)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync_path(self.path, directory=True)
+        for _, _, older in self._entries()[0]:
+            if older != final:
+                _discard(older)
+        return final
+
+    def load(self, checkpoint: Checkpoint, trainer: Any) -> None:
+        """Put ``checkpoint``'s model, optimizer, schedule and RNG state into a freshly built ``trainer``."""
+        _LOADERS[self.framework](trainer, checkpoint.path)
+
+    def remove(self) -> None:
+        """Delete every checkpoint (the run was saved, or abandoned)."""
+        for _, _, path in self._entries()[0]:
+            _discard(path)
+
+    def mark_failed(self, run_index: int, message: str, record: dict | None = None) -> Path:
+        """Note that run ``run_index`` hit a non-finite loss, so its seed is not retried."""
+        if self._lock_fd is None:
+            raise RuntimeError("CheckpointDir.mark_failed() needs acquire() first")
+        path = self.path / f"failed_run_{run_index:04d}.json"
+        tmp = self.path / f".tmp-{path.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        _write_json(tmp, {"run_index": run_index, "error": message,
+                          "seed": (record or {}).get("seed"),
+                          "settings": (record or {}).get("settings"),
+                          "epochs": (record or {}).get("epochs"),
+                          "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+        os.replace(tmp, path)
+        _fsync_path(self.path, directory=True)
+        return path

@@ -1,0 +1,464 @@
+"""The demos under faults: resume inside a run, non-finite losses, bad input.
+
+Every demo here trains the real Fashion-MNIST network on a few generated
+28x28 images (IDX files written by :func:`make_idx_dir`, loaded with
+``--data-dir DIR --no-checksum``), through :func:`demos.runner.main` in this
+process or the demo script in a subprocess. Nothing is written outside
+``tmp_path``. JAX tests compile the training step (the costly part, ~10-20 s
+of CPU each), so there are as few of them as the guarantees allow.
+
+The SIGKILL loop over the demo process is in ``test_demo_sigkill.py``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from demos import results_store, runner
+from demos.checkpoint import CheckpointDir, CheckpointError, checkpoint_dir
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET = "fashion_mnist"
+VERSION = "t1"
+TIMING_KEYS = ("seconds", "train_seconds")
+
+
+# --------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------
+
+def write_idx_gz(path: Path, magic: int, array: np.ndarray) -> None:
+    header = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(gzip.compress(header + np.ascontiguousarray(array, np.uint8).tobytes()))
+
+
+def make_idx_dir(folder: Path, n_train: int = 40, n_test: int = 16, seed: int = 0) -> Path:
+    """The four Fashion-MNIST IDX files, holding random 28x28 images and labels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+        write_idx_gz(folder / f"{prefix}-images-idx3-ubyte.gz", 0x0803, images)
+        write_idx_gz(folder / f"{prefix}-labels-idx1-ubyte.gz", 0x0801, labels)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory) -> Path:
+    return make_idx_dir(tmp_path_factory.mktemp("idx"))
+
+
+def demo_args(data_dir: Path, results: Path, *, epochs=3, runs=1, extra=()) -> list[str]:
+    # 40 examples in batches of 16: 3 steps an epoch, the last one partial.
+    return [VERSION, "--epochs", str(epochs), "--runs", str(runs), "--batch-size", "16",
+            "--seed", "3", "--data-dir", str(data_dir), "--no-checksum", "--no-progress",
+            "--results-dir", str(results), *extra]
+
+
+def numbers(record: dict) -> list[dict]:
+    """A run's per-epoch numbers without the wall-clock timings."""
+    return [{k: v for k, v in e.items() if k not in TIMING_KEYS} for e in record["epochs"]]
+
+
+def runs_of(results: Path, framework: str) -> list[dict]:
+    return results_store.load_runs(DATASET, VERSION, framework, results)
+
+
+def ckpt_path(results: Path, framework: str) -> Path:
+    return checkpoint_dir(DATASET, VERSION, framework, results)
+
+
+def checkpoint_entries(results: Path, framework: str) -> list[str]:
+    folder = ckpt_path(results, framework)
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+class StopAfter:
+    """Wraps ``CheckpointDir.save``: after the checkpoint of (run, epoch) is on disk,
+    copy the checkpoint folder to ``copy_to`` and/or raise KeyboardInterrupt (Ctrl-C)."""
+
+    def __init__(self, run: int, epoch: int, *, copy_to: Path | None = None, interrupt=False):
+        self.run, self.epoch, self.copy_to, self.interrupt = run, epoch, copy_to, interrupt
+        self.original = CheckpointDir.save
+        self.hit = False
+
+    def method(self):
+        """The replacement for ``CheckpointDir.save`` (a plain function, so it binds)."""
+
+        def save(directory, trainer, record, step):
+            path = self.original(directory, trainer, record, step)
+            if (record["run_index"], len(record["epochs"])) == (self.run, self.epoch):
+                self.hit = True
+                if self.copy_to is not None:
+                    shutil.copytree(directory.path, self.copy_to,
+                                    ignore=shutil.ignore_patterns(".lock"))
+                if self.interrupt:
+                    raise KeyboardInterrupt
+            return path
+
+        return save
+
+
+# --------------------------------------------------------------------------
+# Resume inside a run
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_resumed_run_equals_uninterrupted_run(framework, idx_dir, tmp_path, monkeypatch, capsys):
+    """A run resumed from its epoch-1 checkpoint gives the same numbers, bit for bit.
+
+    Run A is uninterrupted; when its epoch-1 checkpoint is on disk the checkpoint
+    folder is copied, which is exactly what a demo stopped right then leaves
+    behind. A fresh demo on that copy (folder B) must resume after epoch 1 and
+    produce epochs 2 and 3 as A did (losses, accuracies, learning rates).
+    """
+    a, b = tmp_path / "a", tmp_path / "b"
+    stop = StopAfter(0, 1, copy_to=ckpt_path(b, framework))
+    monkeypatch.setattr(CheckpointDir, "save", stop.method())
+    assert runner.main(DATASET, framework, demo_args(idx_dir, a)) == 0
+    assert stop.hit
+    monkeypatch.undo()
+    assert checkpoint_entries(a, framework) == [".lock"], "the saved run's checkpoint was kept"
+    assert checkpoint_entries(b, framework) == ["run_0000_epoch_0001"]
+    capsys.readouterr()
+
+    assert runner.main(DATASET, framework, demo_args(idx_dir, b)) == 0
+    out = capsys.readouterr().out
+    assert f"resuming run 0 after epoch 1 of 3 from {ckpt_path(b, framework)}" in out
+    assert re.search(r"run +0 +epoch +1/3", out) is None, "epoch 1 was trained again"
+    (full,), (resumed,) = runs_of(a, framework), runs_of(b, framework)
+    assert len(resumed["epochs"]) == 3
+    assert numbers(resumed) == numbers(full)
+    assert resumed["seed"] == full["seed"] and resumed["settings"] == full["settings"]
+    assert [r["after_epoch"] for r in resumed["resumed"]] == [1]
+    assert checkpoint_entries(b, framework) == [".lock"]
+
+
+def test_ctrl_c_then_restart_resumes_torch(idx_dir, tmp_path, monkeypatch, capsys):
+    """Ctrl-C in run 1 after its epoch-2 checkpoint; the restarted demo finishes run 1
+    from there, and both runs equal those of an uninterrupted demo."""
+    interrupted, reference = tmp_path / "interrupted", tmp_path / "reference"
+    monkeypatch.setattr(CheckpointDir, "save", StopAfter(1, 2, interrupt=True).method())
+    assert runner.main(DATASET, "torch", demo_args(idx_dir, interrupted, runs=2)) == 0
+    err = capsys.readouterr().err
+    assert "run 1 resumes after epoch 2 when you run the same command again" in err
+    monkeypatch.undo()
+    assert [r["run_index"] for r in runs_of(interrupted, "torch")] == [0]
+    assert checkpoint_entries(interrupted, "torch") == [".lock", "run_0001_epoch_0002"]
+
+    assert runner.main(DATASET, "torch", demo_args(idx_dir, interrupted, runs=1)) == 0
+    assert "resuming run 1 after epoch 2 of 3" in capsys.readouterr().out
+    assert runner.main(DATASET, "torch", demo_args(idx_dir, reference, runs=2)) == 0
+    got, expected = runs_of(interrupted, "torch"), runs_of(reference, "torch")
+    assert [r["run_index"] for r in got] == [0, 1]
+    assert [numbers(r) for r in got] == [numbers(r) for r in expected]
+    assert checkpoint_entries(interrupted, "torch") == [".lock"]
+
+
+@pytest.fixture
+def interrupted_run(idx_dir, tmp_path, monkeypatch):
+    """A results folder where torch run 0 (of 3 epochs) stopped after epoch 1."""
+    results = tmp_path / "results"
+    with monkeypatch.context() as patch:
+        patch.setattr(CheckpointDir, "save", StopAfter(0, 1, interrupt=True).method())
+        assert runner.main(DATASET, "torch", demo_args(idx_dir, results)) == 0
+    assert checkpoint_entries(results, "torch") == [".lock", "run_0000_epoch_0001"]
+    return results
+
+
+@pytest.mark.parametrize("change, expected", [
+    (["--epochs", "4"], "epochs 3 in the checkpoint, 4 now (--epochs)"),
+    (["--max-lr", "0.02"], "max_lr 0.01 in the checkpoint, 0.02 now (--max-lr)"),
+    (["--seed", "4"], "seed 3 in the checkpoint, 4 now (--seed)"),
+    (["--batch-size", "8"], "batch_size 16 in the checkpoint, 8 now (--batch-size)"),
+    (["--limit-train", "32"], "train_examples 40 in the checkpoint, 32 now"),
+])
+def test_checkpoint_with_other_settings_is_refused(change, expected, interrupted_run, idx_dir, capsys):
+    before = tree_bytes(interrupted_run)
+    argv = demo_args(idx_dir, interrupted_run)
+    for i in range(0, len(change), 2):  # replace the flag's value (or add the flag)
+        if change[i] in argv:
+            argv[argv.index(change[i]) + 1] = change[i + 1]
+        else:
+            argv += change[i:i + 2]
+    capsys.readouterr()
+    assert runner.main(DATASET, "torch", argv) == 2
+    err = capsys.readouterr().err
+    path = ckpt_path(interrupted_run, "torch")
+    assert f"{path / 'run_0000_epoch_0001'} holds unfinished run 0 (epoch 1 of 3)" in err
+    assert expected in err
+    assert f"move {path} out of the results folder" in err and "Traceback" not in err
+    assert tree_bytes(interrupted_run) == before, "a refused checkpoint must be left untouched"
+
+
+def test_damaged_checkpoint_is_reported_not_discarded(interrupted_run, idx_dir, capsys):
+    entry = ckpt_path(interrupted_run, "torch") / "run_0000_epoch_0001"
+    (entry / "meta.json").write_text('{"format": 1, "record": ')  # cut short
+    before = tree_bytes(interrupted_run)
+    capsys.readouterr()
+    assert runner.main(DATASET, "torch", demo_args(idx_dir, interrupted_run)) == 2
+    err = capsys.readouterr().err
+    assert f"{entry} is a damaged checkpoint (meta.json unreadable" in err
+    assert "Move it out of the results folder" in err
+    assert tree_bytes(interrupted_run) == before
+
+
+def test_checkpoint_of_an_already_saved_run_is_deleted(idx_dir, tmp_path, monkeypatch, capsys):
+    """Killed after the run file was written but before its checkpoint was deleted:
+    the next start sees the run saved, deletes the checkpoint and starts the next run."""
+    results, copy = tmp_path / "results", tmp_path / "copy"
+    stop = StopAfter(0, 2, copy_to=copy)
+    monkeypatch.setattr(CheckpointDir, "save", stop.method())
+    assert runner.main(DATASET, "torch", demo_args(idx_dir, results)) == 0
+    monkeypatch.undo()
+    saved = results_store.run_dir(DATASET, VERSION, "torch", results) / "run_0000.json"
+    run0 = saved.read_bytes()
+    shutil.copytree(copy, ckpt_path(results, "torch"), dirs_exist_ok=True)
+    capsys.readouterr()
+    assert runner.main(DATASET, "torch", demo_args(idx_dir, results)) == 0
+    out = capsys.readouterr().out
+    assert f"run 0 was completed and saved as {saved} before its checkpoint was deleted" in out
+    assert saved.read_bytes() == run0
+    assert [r["run_index"] for r in runs_of(results, "torch")] == [0, 1]
+    assert checkpoint_entries(results, "torch") == [".lock"]
+
+
+def test_second_demo_on_the_same_version_is_refused(idx_dir, tmp_path, capsys):
+    results = tmp_path / "results"
+    other = CheckpointDir(DATASET, VERSION, "torch", results)
+    other.acquire()
+    try:
+        assert runner.main(DATASET, "torch", demo_args(idx_dir, results)) == 2
+    finally:
+        other.release()
+    err = capsys.readouterr().err
+    assert "another demo is training this version and framework right now" in err
+    assert not results_store.run_dir(DATASET, VERSION, "torch", results).exists()
+
+
+def test_checkpoint_leftovers_are_cleaned_and_older_epochs_dropped(tmp_path):
+    """Hidden half-written / half-deleted folders of a killed demo go at the next start;
+    of two complete checkpoints (killed between rename and delete) the newer one counts."""
+    import torch
+
+    from demos.architectures import FASHION_MNIST
+    from demos.optim import OneCycle
+    from demos.train_torch import TorchTrainer
+
+    rng = np.random.default_rng(0)
+    trainer = TorchTrainer(FASHION_MNIST, OneCycle(0.01, 4), rng.random((8, 28, 28, 1), np.float32),
+                           rng.integers(0, 10, 8), seed=0, batch_size=8)
+    record = {"run_index": 2, "seed": 2, "settings": {}, "epochs": [{"epoch": 1}]}
+    folder = CheckpointDir(DATASET, VERSION, "torch", tmp_path)
+    folder.acquire()
+    first = folder.save(trainer, record, 1)
+    trainer.train_step(np.arange(8))
+    keep_old = tmp_path / "old"
+    shutil.copytree(first, keep_old)
+    second = folder.save(trainer, dict(record, epochs=[{"epoch": 1}, {"epoch": 2}]), 2)
+    assert not first.exists()
+    shutil.copytree(keep_old, first)  # as if killed before the old one was deleted
+    (folder.path / ".tmp-run_0002_epoch_0003-1-abc").mkdir()
+    (folder.path / ".trash-run_0002_epoch_0001-1-abc").mkdir()
+    folder.release()
+
+    again = CheckpointDir(DATASET, VERSION, "torch", tmp_path)
+    again.acquire()
+    assert sorted(p.name for p in again.path.iterdir()) == [
+        ".lock", "run_0002_epoch_0001", "run_0002_epoch_0002"]
+    latest = again.latest()
+    assert (latest.path, latest.epoch, latest.global_step) == (second, 2, 2)
+    fresh = TorchTrainer(FASHION_MNIST, OneCycle(0.01, 4), rng.random((8, 28, 28, 1), np.float32),
+                         rng.integers(0, 10, 8), seed=1, batch_size=8)
+    again.load(latest, fresh)
+    for (name, p), q in zip(trainer.model.state_dict().items(), fresh.model.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert fresh.scheduler.last_epoch == trainer.scheduler.last_epoch == 1
+    again.remove()
+    assert sorted(p.name for p in again.path.iterdir()) == [".lock"]
+    again.release()
+
+
+def test_orbax_checkpoint_round_trip_and_unexpected_entries(tmp_path):
+    """JAX state (an nnx.State and an optax state) goes through orbax unchanged; a
+    foreign entry in the checkpoint folder is an error naming it."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+
+    class Trainer:
+        def __init__(self, seed):
+            self.params = nnx.state(nnx.Linear(3, 2, rngs=nnx.Rngs(seed)))
+            self.opt_state = optax.adam(0.1).init(self.params)
+
+    saved, fresh = Trainer(0), Trainer(1)
+    saved.opt_state = jax.tree.map(lambda x: x + 1 if jnp.issubdtype(x.dtype, jnp.integer) else x,
+                                   saved.opt_state)
+    folder = CheckpointDir(DATASET, VERSION, "jax", tmp_path)
+    folder.acquire()
+    path = folder.save(saved, {"run_index": 0, "epochs": [{"epoch": 1}]}, 5)
+    assert (path / "state").is_dir() and (path / "meta.json").is_file()
+    folder.load(folder.latest(), fresh)
+    for a, b in zip(jax.tree.leaves((saved.params, saved.opt_state)),
+                    jax.tree.leaves((fresh.params, fresh.opt_state)), strict=True):
+        assert a.dtype == b.dtype and np.array_equal(np.asarray(a), np.asarray(b))
+    assert jax.tree.structure(fresh.params) == jax.tree.structure(saved.params)
+    (folder.path / "notes.txt").write_text("mine")
+    with pytest.raises(CheckpointError, match=re.escape(str(folder.path / "notes.txt"))):
+        folder.latest()
+    folder.release()
+
+
+# --------------------------------------------------------------------------
+# Numerical faults
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_diverging_run_is_dropped_and_exit_status_is_1(framework, idx_dir, tmp_path, capsys):
+    """--max-lr 1e30 makes the loss NaN at epoch 1, step 3 in both frameworks."""
+    results = tmp_path / "results"
+    argv = demo_args(idx_dir, results, extra=["--max-lr", "1e30"])
+    assert runner.main(DATASET, framework, argv) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"run 0: the training loss became (nan|inf|-inf) at epoch 1, step 3 of 3 "
+                     r"\(global step 3\); the run is abandoned and not saved", err), err
+    assert not results_store.run_dir(DATASET, VERSION, framework, results).exists()
+    assert checkpoint_entries(results, framework) == [".lock", "failed_run_0000.json"]
+    note = json.loads((ckpt_path(results, framework) / "failed_run_0000.json").read_text())
+    assert note["seed"] == 3 and "epoch 1, step 3" in note["error"]
+
+
+def test_non_finite_loss_mid_run_deletes_checkpoint_and_goes_on(idx_dir, tmp_path, monkeypatch, capsys):
+    """A NaN in epoch 2 of run 0 (after its epoch-1 checkpoint): run 0 is not saved, its
+    checkpoint is deleted, run 1 trains and is saved; exit status 1. A restarted demo
+    does not retry run 0's seed."""
+    from demos.train_torch import TorchTrainer
+
+    results = tmp_path / "results"
+    real_step = TorchTrainer.train_step
+    calls = []
+
+    def step(self, indices):
+        loss, correct = real_step(self, indices)
+        calls.append(1)
+        return (float("nan") if len(calls) == 5 else loss), correct  # epoch 2, step 2
+
+    monkeypatch.setattr(TorchTrainer, "train_step", step)
+    assert runner.main(DATASET, "torch", demo_args(idx_dir, results, runs=2)) == 1
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert "run 0: the training loss became nan at epoch 2, step 2 of 3 (global step 5)" in err
+    assert [r["run_index"] for r in runs_of(results, "torch")] == [1]
+    assert checkpoint_entries(results, "torch") == [".lock", "failed_run_0000.json"]
+    note = json.loads((ckpt_path(results, "torch") / "failed_run_0000.json").read_text())
+    assert len(note["epochs"]) == 1
+
+    assert runner.main(DATASET, "torch", demo_args(idx_dir, results, epochs=3)) == 0
+    runs = runs_of(results, "torch")
+    assert [(r["run_index"], r["seed"]) for r in runs] == [(1, 4), (2, 5)]
+
+
+# --------------------------------------------------------------------------
+# Bad input, through the demo's command line in a subprocess
+# --------------------------------------------------------------------------
+
+def run_demo(*args: str, framework: str = "torch", cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """The demo script as a user runs it. Every case here stops before torch or JAX is
+    imported, so each call costs well under a second."""
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run([sys.executable, str(REPO / "demos" / f"{DATASET}_{framework}.py"), *args],
+                          capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
+
+
+@pytest.mark.parametrize("version", ["../x", "/tmp/x", "", "a b", "v1/../../x", "."])
+def test_bad_version_is_refused_before_anything_is_written(version, tmp_path):
+    results = tmp_path / "results"
+    done = run_demo(version, "--results-dir", str(results), "--epochs", "1", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "invalid version" in done.stderr and repr(version) in done.stderr
+    assert "Traceback" not in done.stderr
+    assert sorted(tmp_path.iterdir()) == [], "nothing may be created"
+
+
+def test_corrupt_results_file_blocks_appending(tmp_path, idx_dir):
+    results = tmp_path / "results"
+    folder = results_store.run_dir(DATASET, VERSION, "torch", results)
+    folder.mkdir(parents=True)
+    bad = folder / "run_0000.json"
+    bad.write_bytes(b'{"schema": 1, "dataset": "fashion_mn')
+    done = run_demo(*demo_args(idx_dir, results))
+    assert done.returncode == 2
+    assert str(bad) in done.stderr and "Refusing to add runs" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert bad.read_bytes() == b'{"schema": 1, "dataset": "fashion_mn'
+    assert sorted(p.name for p in results.rglob("*")) == ["fashion_mnist", "run_0000.json", "t1", "torch"]
+
+
+def _truncate(folder: Path) -> tuple[Path, str]:
+    path = folder / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-10])
+    return path, "not a complete gzip file"
+
+
+def _remove(folder: Path) -> tuple[Path, str]:
+    path = folder / "t10k-images-idx3-ubyte.gz"
+    path.unlink()
+    return path, "lacks"
+
+
+@pytest.mark.parametrize("damage", [_truncate, _remove])
+def test_damaged_data_files_give_path_and_fix(damage, tmp_path):
+    data, results = make_idx_dir(tmp_path / "data"), tmp_path / "results"
+    path, what = damage(data)
+    done = run_demo(*demo_args(data, results))
+    assert done.returncode == 2, done.stderr
+    assert str(path) in done.stderr and what in done.stderr
+    assert "download it again" in done.stderr or "--data-dir" in done.stderr  # the fix
+    assert "Traceback" not in done.stderr
+    assert not results.exists()
+
+
+def test_unofficial_data_without_no_checksum_is_refused(tmp_path):
+    """Generated files fail the official checksum: the message names the file and the fix."""
+    data, results = make_idx_dir(tmp_path / "data"), tmp_path / "results"
+    done = run_demo(VERSION, "--data-dir", str(data), "--results-dir", str(results), "--epochs", "1")
+    assert done.returncode == 2, done.stderr
+    assert re.search(r"error: \S+-ubyte\.gz: sha256 of the decompressed contents is", done.stderr)
+    assert "Replace the file with the official one" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not results.exists()
+
+
+def test_no_checksum_needs_data_dir_and_max_lr_is_bounded(tmp_path):
+    done = run_demo(VERSION, "--no-checksum", "--results-dir", str(tmp_path / "r"))
+    assert done.returncode == 2 and "--no-checksum needs --data-dir" in done.stderr
+    done = run_demo(VERSION, "--max-lr", "1e31", "--results-dir", str(tmp_path / "r"))
+    assert done.returncode == 2 and "expected at most 1e+30" in done.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_no_progress_silences_tfds_progress_bars():
+    tqdm_utils = pytest.importorskip("tensorflow_datasets.core.utils.tqdm_utils")
+    tqdm_utils.enable_progress_bar()
+    try:
+        runner._silence_tfds_progress()
+        assert tqdm_utils._active is False
+    finally:
+        tqdm_utils.enable_progress_bar()

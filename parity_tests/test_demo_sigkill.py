@@ -1,0 +1,180 @@
+"""SIGKILL the torch demo at random moments, 50 times, and check nothing saved is lost.
+
+The demo (``demos.runner.main``, exactly what ``demos/fashion_mnist_torch.py``
+runs) trains 2-epoch runs on 40 generated 28x28 images without end, and is
+killed with SIGKILL after a random delay: while starting, training, writing a
+checkpoint, deleting one, or writing a run file. After every kill
+
+* every run file that existed before is byte-for-byte unchanged,
+* the results folder loads strictly (no partial or foreign file), and
+* the next start must not fail (it resumes the checkpointed run, if any).
+
+Finally an unkilled demo completes, and every run — many of them resumed
+from a checkpoint after a kill, some more than once — has exactly the numbers
+of the same run trained without interruption.
+
+Each demo process is forked from a small server process that has already
+imported torch (``SERVER`` below): a fresh interpreter would spend seconds
+importing torch for every kill. The forked child runs the unchanged demo code
+with its stdout and stderr sent to a log file; it is a separate process, and
+SIGKILL ends it as abruptly as any other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from demos import results_store
+from demos.checkpoint import checkpoint_dir
+
+from test_demo_robustness import DATASET, VERSION, make_idx_dir, numbers
+
+REPO = Path(__file__).resolve().parents[1]
+KILLS = 50
+
+SERVER = r"""
+import json, os, sys
+import torch
+torch.set_num_threads(1)
+# The imports a demo pays, once (torch.optim.Adam imports torch._dynamo: seconds).
+import torch._dynamo, tqdm
+from demos import runner, train_torch
+
+for line in sys.stdin:
+    request = json.loads(line)
+    if request["op"] == "start":
+        pid = os.fork()
+        if pid == 0:
+            code = 70
+            try:
+                fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+                code = runner.main(request["dataset"], request["framework"], request["argv"])
+            except BaseException:
+                import traceback
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        reply = {"pid": pid}
+    else:
+        _, status = os.waitpid(request["pid"], 0)
+        reply = {"signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+                 "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None}
+    sys.stdout.write(json.dumps(reply) + "\n")
+    sys.stdout.flush()
+"""
+
+
+class DemoServer:
+    """Starts demo processes (forks of a torch-loaded server) and reaps them."""
+
+    def __init__(self):
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+        self.process = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
+
+    def _ask(self, **request) -> dict:
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        assert line, "the demo server died"
+        return json.loads(line)
+
+    def start(self, argv: list[str], log: Path) -> int:
+        return self._ask(op="start", dataset=DATASET, framework="torch", argv=argv,
+                         log=str(log))["pid"]
+
+    def wait(self, pid: int) -> dict:
+        return self._ask(op="wait", pid=pid)
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("run_*.json"))}
+
+
+def test_sigkill_demo_at_random_moments(tmp_path):
+    data = make_idx_dir(tmp_path / "data")
+    results = tmp_path / "results"
+    runs_dir = results_store.run_dir(DATASET, VERSION, "torch", results)
+    ckpt_dir = checkpoint_dir(DATASET, VERSION, "torch", results)
+    argv = [VERSION, "--epochs", "2", "--batch-size", "16", "--seed", "11", "--data-dir", str(data),
+            "--no-checksum", "--no-progress", "--results-dir", str(results)]
+    rng = np.random.default_rng(20251130)
+    server = DemoServer()
+    saved: dict[str, bytes] = {}
+    mid_run = mid_write = 0
+    started = time.monotonic()
+    try:
+        for kill in range(KILLS):
+            log = tmp_path / f"kill_{kill:02d}.log"
+            pid = server.start(argv, log)  # no --runs: it would train forever
+            time.sleep(rng.uniform(0.02, 0.8))
+            os.kill(pid, signal.SIGKILL)
+            status = server.wait(pid)
+            assert status["signal"] == signal.SIGKILL, (
+                f"kill {kill}: the demo ended by itself ({status}):\n{log.read_text()}")
+
+            now = snapshot(runs_dir)
+            for name, content in saved.items():
+                assert now.get(name) == content, f"kill {kill}: {name} was changed or lost"
+            results_store.check_appendable(DATASET, VERSION, "torch", results)
+            loaded = results_store.load_runs(DATASET, VERSION, "torch", results, strict=True)
+            assert [r["run_index"] for r in loaded] == list(range(len(now)))
+            saved = now
+            entries = [p.name for p in ckpt_dir.iterdir()] if ckpt_dir.is_dir() else []
+            mid_run += any(name.startswith("run_") for name in entries)
+            leftovers = [name for name in entries if name.startswith((".tmp-", ".trash-"))]
+            if runs_dir.is_dir():  # save_run's hidden temp file
+                leftovers += [p.name for p in runs_dir.iterdir() if p.name.startswith(".")]
+            mid_write += bool(leftovers)
+
+        log = tmp_path / "final.log"
+        pid = server.start(argv + ["--runs", "1"], log)
+        status = server.wait(pid)
+        assert status == {"signal": None, "code": 0}, log.read_text()
+        final = results_store.load_runs(DATASET, VERSION, "torch", results, strict=True)
+        for name, content in saved.items():
+            assert (runs_dir / name).read_bytes() == content
+        assert [p.name for p in ckpt_dir.iterdir()] == [".lock"]
+        killed_seconds = time.monotonic() - started
+
+        # Each resumed run again, never interrupted: run i has seed 11 + i, so it is
+        # run 0 of a demo started with --seed 11 + i.
+        resumed = [r for r in final if r.get("resumed")]
+        expected = []
+        for record in resumed:
+            reference = tmp_path / f"reference_{record['run_index']}"
+            log = reference.with_suffix(".log")
+            seed = argv.index("--seed") + 1
+            pid = server.start([*argv[:seed], str(record["seed"]), *argv[seed + 1:-1],
+                                str(reference), "--runs", "1"], log)
+            assert server.wait(pid) == {"signal": None, "code": 0}, log.read_text()
+            (run,) = results_store.load_runs(DATASET, VERSION, "torch", reference)
+            expected.append(run)
+    finally:
+        server.close()
+
+    print(f"\n{KILLS} kills in {killed_seconds:.1f} s: {len(final)} runs completed, "
+          f"{len(resumed)} of them resumed after a kill; {mid_run} kills left a checkpoint, "
+          f"{mid_write} left a half-written or half-deleted file")
+    assert [r["seed"] for r in final] == [11 + i for i in range(len(final))]
+    assert len(final) >= 5, "the demo made too little progress between kills to test much"
+    assert resumed, "no kill hit a run after its first epoch's checkpoint"
+    assert [r["seed"] for r in expected] == [r["seed"] for r in resumed]
+    assert [numbers(r) for r in resumed] == [numbers(r) for r in expected]
