@@ -21,6 +21,9 @@ unfolded. ``scs_torch.functional`` holds the same functions for PyTorch, NCHW.
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -146,6 +149,40 @@ def _check_input(x, channels, what: str) -> None:
         )
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _sharpen(dot, norm, exponent, eps):
+    """``sign(c) · (|c| + eps) ** e`` with ``c = dot / norm``, with a hand-written backward.
+
+    ``dot`` is ``(N, H', W', G, C_out // G)`` (the convolution with kernels
+    already divided by their norms), ``norm`` is ``‖s‖ + q``,
+    ``(N, H', W', G, 1)``, ``exponent`` is ``(G, C_out // G)``. The power is
+    ``exp(e · log(|c| + eps))``; the backward uses
+    ``∂out/∂dot = e · |out| / ((|c| + eps) · norm)`` (0 at ``c = 0``, torch's
+    and JAX's convention through ``sign``), ``∂out/∂norm = -∂out/∂dot · c``
+    and ``∂out/∂e = out · log(|c| + eps)``: one power instead of the two of
+    ``jnp.power``'s derivative, the twin of ``scs_torch``'s ``_Sharpen``.
+    """
+    return _sharpen_forward(dot, norm, exponent, eps)[0]
+
+
+def _sharpen_forward(dot, norm, exponent, eps):
+    cos = dot / norm
+    log_base = jnp.log(jnp.abs(cos) + eps)
+    out = jnp.sign(cos) * jnp.exp(exponent * log_base)
+    return out, (cos, norm, exponent, out, log_base)
+
+
+def _sharpen_backward(eps, residuals, grad):
+    cos, norm, exponent, out, log_base = residuals
+    grad_dot = grad * (exponent * jnp.abs(out) / ((jnp.abs(cos) + eps) * norm))
+    grad_norm = -jnp.sum(grad_dot * cos, axis=-1, keepdims=True)
+    grad_exponent = jnp.sum(grad * out * log_base, axis=(0, 1, 2))
+    return grad_dot, grad_norm, grad_exponent
+
+
+_sharpen.defvjp(_sharpen_forward, _sharpen_backward)
+
+
 def sharpened_cosine_similarity(
     x,
     kernel,
@@ -212,9 +249,12 @@ def sharpened_cosine_similarity(
             f"kernel_size ({kh}, {kw}); got input shape {tuple(x.shape)}"
         )
 
+    q_value = jnp.square(q / Q_SCALE)
+    kernel_norm = jnp.sqrt(jnp.square(kernel).sum((0, 1, 2)) + eps) + q_value  # (C_out,)
+    # s · k / (‖k‖ + q) as one convolution with normalised kernels (small arrays).
     dot = lax.conv_general_dilated(
         x,
-        kernel,
+        kernel / kernel_norm,
         window_strides=(sh, sw),
         padding=pads,
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
@@ -231,18 +271,15 @@ def sharpened_cosine_similarity(
         (1, sh, sw, 1),
         ((0, 0), (pt, pb), (pl, pr), (0, 0)),
     )
-
-    q_value = jnp.square(q / Q_SCALE)
     patch_norm = jnp.sqrt(patch_square + eps) + q_value  # (N, H', W', G)
-    kernel_norm = jnp.sqrt(jnp.square(kernel).sum((0, 1, 2)) + eps) + q_value  # (C_out,)
+
     per_group = out_features // groups
     _, h_out, w_out, _ = dot.shape
-    denominator = patch_norm[..., None] * kernel_norm.reshape(groups, per_group)
-    cos = (dot.reshape(n, h_out, w_out, groups, per_group) / denominator).reshape(
-        n, h_out, w_out, out_features
+    exponent = jnp.square(p / P_SCALE).reshape(groups, per_group)
+    out = _sharpen(
+        dot.reshape(n, h_out, w_out, groups, per_group), patch_norm[..., None], exponent, eps
     )
-    exponent = jnp.square(p / P_SCALE)
-    return jnp.sign(cos) * jnp.power(jnp.abs(cos) + eps, exponent)
+    return out.reshape(n, h_out, w_out, out_features)
 
 
 def max_abs_pool(x, kernel_size=2, stride=None, ceil_mode: bool = False):
@@ -278,6 +315,8 @@ def max_abs_pool(x, kernel_size=2, stride=None, ceil_mode: bool = False):
     n, h, w, c = x.shape
     h_out = pool_output_size(h, kh, sh, ceil_mode)
     w_out = pool_output_size(w, kw, sw, ceil_mode)
+    if sh >= kh and sw >= kw:
+        return _max_abs_pool_blocks(x, (kh, kw), (sh, sw), (h_out, w_out))
     pad_h = max((h_out - 1) * sh + kh - h, 0)
     pad_w = max((w_out - 1) * sw + kw - w, 0)
     if pad_h or pad_w:
@@ -301,3 +340,69 @@ def max_abs_pool(x, kernel_size=2, stride=None, ceil_mode: bool = False):
     largest = jnp.take_along_axis(windows, jnp.argmax(highs, -1)[..., None], -1)[..., 0]
     smallest = jnp.take_along_axis(windows, jnp.argmin(lows, -1)[..., None], -1)[..., 0]
     return jnp.where(largest >= -smallest, largest, smallest)
+
+
+def _window_blocks(x, kernel_size, stride, out_size):
+    """Windows that do not overlap (stride >= kernel) as axes 2 and 4 of a reshape.
+
+    Returns ``(N, H_out, kH, W_out, kW, C)`` (zero padding past the bottom/right
+    edge for ``ceil_mode``'s partial windows) and the boolean mask of the
+    elements inside the input, broadcastable to it, or ``None`` when every
+    window lies inside.
+    """
+    (kh, kw), (sh, sw), (h_out, w_out) = kernel_size, stride, out_size
+    n, h, w, c = x.shape
+    full_h, full_w = h_out * sh, w_out * sw
+    if full_h > h or full_w > w:
+        x = jnp.pad(x, ((0, 0), (0, max(full_h - h, 0)), (0, max(full_w - w, 0)), (0, 0)))
+    blocks = x[:, :full_h, :full_w].reshape(n, h_out, sh, w_out, sw, c)[:, :, :kh, :, :kw]
+    rows = np.arange(h_out)[:, None] * sh + np.arange(kh) < h  # (H_out, kH)
+    cols = np.arange(w_out)[:, None] * sw + np.arange(kw) < w  # (W_out, kW)
+    if rows.all() and cols.all():
+        return blocks, None
+    return blocks, rows[None, :, :, None, None, None] & cols[None, None, None, :, :, None]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _max_abs_pool_blocks(x, kernel_size, stride, out_size):
+    """``max_abs_pool`` for windows that do not overlap: a max and a min over reshaped axes.
+
+    The backward sends each window's upstream gradient to the first element,
+    in row-major order, equal to the returned value (or the first NaN when
+    the value is NaN): the first arg-max of ``x`` or of ``-x``, the element
+    ``torch.nn.MaxPool2d`` routes it to, in one fused pass with no gather.
+    """
+    return _max_abs_pool_blocks_forward(x, kernel_size, stride, out_size)[0]
+
+
+def _max_abs_pool_blocks_forward(x, kernel_size, stride, out_size):
+    blocks, inside = _window_blocks(x, kernel_size, stride, out_size)
+    highs = blocks if inside is None else jnp.where(inside, blocks, -jnp.inf)
+    lows = blocks if inside is None else jnp.where(inside, blocks, jnp.inf)
+    largest = jnp.max(highs, axis=(2, 4))
+    smallest = jnp.min(lows, axis=(2, 4))
+    out = jnp.where(largest >= -smallest, largest, smallest)
+    return out, (x, out)
+
+
+def _max_abs_pool_blocks_backward(kernel_size, stride, out_size, residuals, grad):
+    x, out = residuals
+    (kh, kw), (sh, sw), (h_out, w_out) = kernel_size, stride, out_size
+    n, h, w, c = x.shape
+    blocks, inside = _window_blocks(x, kernel_size, stride, out_size)
+    value = out[:, :, None, :, None, :]
+    chosen = (blocks == value) | (jnp.isnan(blocks) & jnp.isnan(value))
+    if inside is not None:
+        chosen = chosen & inside
+    position = (np.arange(kh)[:, None] * kw + np.arange(kw)).astype(np.int32)[None, None, :, None, :, None]
+    first = jnp.min(jnp.where(chosen, position, kh * kw), axis=(2, 4), keepdims=True)
+    grad_blocks = jnp.where(position == first, grad[:, :, None, :, None, :], jnp.zeros((), grad.dtype))
+    if sh > kh or sw > kw:
+        grad_blocks = jnp.pad(grad_blocks, ((0, 0), (0, 0), (0, sh - kh), (0, 0), (0, sw - kw), (0, 0)))
+    grad_x = grad_blocks.reshape(n, h_out * sh, w_out * sw, c)[:, :h, :w]
+    if h_out * sh < h or w_out * sw < w:
+        grad_x = jnp.pad(grad_x, ((0, 0), (0, h - grad_x.shape[1]), (0, w - grad_x.shape[2]), (0, 0)))
+    return (grad_x,)
+
+
+_max_abs_pool_blocks.defvjp(_max_abs_pool_blocks_forward, _max_abs_pool_blocks_backward)

@@ -147,32 +147,75 @@ def _check_input(x: torch.Tensor, channels: int, what: str) -> None:
 
 
 class _Sharpen(torch.autograd.Function):
-    """``sign(c) · (|c| + eps) ** e`` with a hand-written backward.
+    """``sign(c) · (|c| + eps) ** e`` with ``c = dot / norm``, forward and backward by hand.
 
-    Autograd's ``pow`` backward recomputes a power and masks zero bases for
-    both arguments; here the base is at least ``eps`` and the derivatives are
-    ``∂out/∂c = e · |out| / (|c| + eps)`` (0 at ``c = 0``, torch's and JAX's
-    convention through ``sign``) and ``∂out/∂e = out · log(|c| + eps)``, which
-    halves the passes over the largest tensors of the step.
+    ``dot`` is ``(N, G, C_out // G, H', W')`` (the convolution with kernels
+    already divided by their norms), ``norm`` is ``‖s‖ + q``,
+    ``(N, G, 1, H', W')``, ``exponent`` is ``(1, G, C_out // G, 1, 1)``.
+    Autograd through the plain expression makes about three times as many
+    passes over the largest tensors of the step (the division's backward
+    alone is five); here the power is ``exp(e · log(|c| + eps))`` with the
+    log kept for ``∂out/∂e = out · log(|c| + eps)``, and the derivative
+    ``∂out/∂dot = e · |out| / ((|c| + eps) · norm)`` (0 at ``c = 0``, torch's
+    and JAX's convention through ``sign``) is formed while the forward's
+    tensors are at hand. Not twice differentiable.
     """
 
     @staticmethod
-    def forward(ctx, cos, exponent, eps):
-        out = (cos.abs() + eps).pow(exponent).mul_(cos.sign())
-        ctx.save_for_backward(cos, out, exponent)
-        ctx.eps = eps
+    def forward(ctx, dot, norm, exponent, eps):
+        cos = dot / norm
+        base = cos.abs().add_(eps)
+        log_base = base.log()
+        sign = cos.sign()
+        out = torch.mul(log_base, exponent).exp_().mul_(sign)
+        if any(ctx.needs_input_grad[:3]):
+            # |out| as out · sign(c): 0 where c = 0, like the output itself.
+            slope = torch.mul(out, sign).div_(base).mul_(exponent).div_(norm)
+            ctx.save_for_backward(cos, out, log_base, slope)
         return out
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        cos, out, exponent = ctx.saved_tensors
-        base = cos.abs() + ctx.eps
-        grad_cos = grad_exponent = None
-        if ctx.needs_input_grad[0]:
-            grad_cos = grad * out.abs() / base * exponent
+        cos, out, log_base, slope = ctx.saved_tensors
+        grad_dot = grad_norm = grad_exponent = None
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            grad_dot = grad * slope
         if ctx.needs_input_grad[1]:
-            grad_exponent = (grad * out * base.log()).sum((0, 2, 3), keepdim=True)
-        return grad_cos, grad_exponent, None
+            grad_norm = (grad_dot * cos).sum(2, keepdim=True).neg_()
+        if ctx.needs_input_grad[2]:
+            grad_exponent = (grad * out).mul_(log_base).sum((0, 3, 4), keepdim=True)
+        return grad_dot, grad_norm, grad_exponent, None
+
+
+class _MaxAbsPool(torch.autograd.Function):
+    """``max_abs_pool``'s forward with both ``max_pool2d`` calls, and a one-pass backward.
+
+    The element each window returns is the first maximum of ``x`` (``+a``
+    wins the tie with ``-a``) or the first maximum of ``-x``, found by
+    ``max_pool2d`` exactly as the two-pool expression does; its index is kept
+    and the upstream gradient is scattered there once
+    (``max_pool2d_with_indices_backward``), instead of two scatters of full
+    size, their sum and the negation's backward.
+    """
+
+    @staticmethod
+    def forward(ctx, x, kernel_size, stride, ceil_mode):
+        largest, at_largest = F.max_pool2d(x, kernel_size, stride, 0, 1, ceil_mode, True)
+        smallest_negated, at_smallest = F.max_pool2d(x.neg(), kernel_size, stride, 0, 1, ceil_mode, True)
+        keep = largest >= smallest_negated
+        ctx.save_for_backward(x, torch.where(keep, at_largest, at_smallest))
+        ctx.pool_args = (kernel_size, stride, ceil_mode)
+        return torch.where(keep, largest, smallest_negated.neg_())
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, indices = ctx.saved_tensors
+        kernel_size, stride, ceil_mode = ctx.pool_args
+        grad_x = torch.ops.aten.max_pool2d_with_indices_backward(
+            grad, x, list(kernel_size), list(stride), [0, 0], [1, 1], ceil_mode, indices
+        )
+        return grad_x, None, None, None
 
 
 def sharpened_cosine_similarity(
@@ -243,23 +286,20 @@ def sharpened_cosine_similarity(
         conv_padding = (0, 0)
         h, w = x.shape[2:]
 
-    dot = F.conv2d(x, weight, None, (sh, sw), conv_padding, 1, groups)
+    q_value = (q / Q_SCALE).square()
+    kernel_norm = (weight.square().sum((1, 2, 3)) + eps).sqrt() + q_value  # (C_out,)
+    # s · k / (‖k‖ + q) as one convolution with normalised kernels (small tensors).
+    dot = F.conv2d(x, weight / kernel_norm.reshape(-1, 1, 1, 1), None, (sh, sw), conv_padding, 1, groups)
     # ‖s‖²: squares summed over each group's channels, then over each window.
-    square_sum = x.square().reshape(n, groups, c // groups, h, w).sum(2)
+    square_sum = x.square().unflatten(1, (groups, c // groups)).sum(2)
     window = weight.new_ones((groups, 1, kh, kw))
     patch_square = F.conv2d(square_sum, window, None, (sh, sw), conv_padding, 1, groups)
-
-    q_value = (q / Q_SCALE).square()
     patch_norm = (patch_square + eps).sqrt() + q_value  # (N, G, H', W')
-    kernel_norm = (weight.square().sum((1, 2, 3)) + eps).sqrt() + q_value  # (C_out,)
+
     per_group = out_channels // groups
-    h_out, w_out = dot.shape[2:]
-    denominator = patch_norm.unsqueeze(2) * kernel_norm.reshape(1, groups, per_group, 1, 1)
-    cos = (dot.reshape(n, groups, per_group, h_out, w_out) / denominator).reshape(
-        n, out_channels, h_out, w_out
-    )
-    exponent = (p / P_SCALE).square().reshape(1, out_channels, 1, 1)
-    return _Sharpen.apply(cos, exponent, eps)
+    exponent = (p / P_SCALE).square().reshape(1, groups, per_group, 1, 1)
+    out = _Sharpen.apply(dot.unflatten(1, (groups, per_group)), patch_norm.unsqueeze(2), exponent, eps)
+    return out.flatten(1, 2)
 
 
 def max_abs_pool(
@@ -291,6 +331,8 @@ def max_abs_pool(
     _check_input(x, None, "max_abs_pool")
     pool_output_size(x.shape[2], kh, sh, ceil_mode)
     pool_output_size(x.shape[3], kw, sw, ceil_mode)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _MaxAbsPool.apply(x, (kh, kw), (sh, sw), ceil_mode)
     largest = F.max_pool2d(x, (kh, kw), (sh, sw), 0, 1, ceil_mode)
-    smallest_negated = F.max_pool2d(-x, (kh, kw), (sh, sw), 0, 1, ceil_mode)
-    return torch.where(largest >= smallest_negated, largest, -smallest_negated)
+    smallest_negated = F.max_pool2d(x.neg(), (kh, kw), (sh, sw), 0, 1, ceil_mode)
+    return torch.where(largest >= smallest_negated, largest, smallest_negated.neg_())
