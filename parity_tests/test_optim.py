@@ -7,6 +7,8 @@ into other tests.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -373,3 +375,90 @@ def test_numpy_scalars_accepted():
     assert type(s.total_steps) is int and type(s.max_lr) is float
     t_lr, _ = torch_schedule(s)
     np.testing.assert_allclose(s.learning_rates(), t_lr, rtol=1e-12, atol=0)
+
+
+# ------------------------------------------- one step at every phase of the cycle
+
+# Issue 3, part 1: "one Adam + one-cycle step from identical parameters and
+# gradients gives identical parameters (float64, relative 1e-12)" — here for
+# the brief's cycles, taken at every phase of the cycle (first step, warm-up,
+# the steps either side of the peak, annealing, last step): both optimizers
+# are put in the *same* state (parameters, Adam moments, step count k) and take
+# one step with the same gradients. The error is the per-tensor relative
+# error max|Δ| / max|p| (conftest.relative_error), no floor at 1.
+# Measured: at most 1.1e-16 (half a float64 ulp of the largest entry), 5900/0.3.
+CYCLES = [(10, 0.3), (15, 0.3), (59 * 3, 0.3), (59 * 100, 0.3), (15, 0.25), (59 * 3, 0.37)]
+
+
+def _cycle_positions(s: OneCycle) -> list[int]:
+    end1 = s.pct_start * s.total_steps - 1  # torch's (fractional) end of the warm-up
+    last = s.total_steps - 1
+    points = {0, 1, max(int(end1) // 2, 0), math.floor(end1), math.floor(end1) + 1,
+              (math.floor(end1) + last) // 2, last - 1, last}
+    return sorted(k for k in points if 0 <= k <= last)
+
+
+@pytest.mark.parametrize("total_steps,pct_start", CYCLES)
+def test_one_step_from_identical_state_every_phase_float64(x64, total_steps, pct_start):
+    import warnings
+
+    from conftest import relative_error
+
+    s = OneCycle(max_lr=0.01, total_steps=total_steps, pct_start=pct_start)
+    lrs, b1s = s.learning_rates(), s.beta1s()
+    tx = make_optax_optimizer(s)
+    step = jax.jit(lambda p, st, g: tx.update(g, st, p))
+    rng = np.random.default_rng(total_steps * 100 + int(pct_start * 100))
+    positions = _cycle_positions(s)
+    assert len(positions) >= 6  # both phases and both ends are visited
+
+    w = [torch.nn.Parameter(torch.zeros(shape, dtype=torch.float64)) for shape in SHAPES]
+    optimizer, scheduler = make_torch_optimizer(w, s)
+    done = 0
+    worst = 0.0
+    for k in positions:
+        with warnings.catch_warnings():  # stepping the scheduler alone: torch warns once
+            warnings.simplefilter("ignore", UserWarning)
+            while done < k:
+                scheduler.step()
+                done += 1
+        assert optimizer.param_groups[0]["lr"] == lrs[k]
+        assert optimizer.param_groups[0]["betas"][0] == b1s[k]
+
+        params0 = [np.array(rng.standard_normal(shape)) for shape in SHAPES]
+        mu = [np.array(0.1 * rng.standard_normal(shape)) for shape in SHAPES]
+        nu = [np.array(0.01 * rng.random(shape) + 1e-6) for shape in SHAPES]
+        grads = [np.array(rng.standard_normal(shape) * 10.0 ** (i - 2)) for i, shape in enumerate(SHAPES)]
+
+        with torch.no_grad():
+            for p, p0, m, v, g in zip(w, params0, mu, nu, grads):
+                p.copy_(torch.from_numpy(p0))
+                p.grad = torch.from_numpy(g.copy())
+                optimizer.state[p] = {"step": torch.tensor(float(k)), "exp_avg": torch.from_numpy(m.copy()),
+                                      "exp_avg_sq": torch.from_numpy(v.copy())}
+        optimizer.step()  # no scheduler.step(): the next position restates everything
+        expected = [p.detach().numpy().copy() for p in w]
+
+        names = [f"p{i}" for i in range(len(SHAPES))]
+        params = {n: jnp.asarray(p0) for n, p0 in zip(names, params0)}
+        state = tx.init(params)
+        count = jnp.asarray(k, state.count.dtype)
+        adam, rest = state.inner_state
+        state = state._replace(
+            count=count,
+            hyperparams_states={name: hs._replace(count=count) for name, hs in state.hyperparams_states.items()},
+            inner_state=(adam._replace(count=count, mu={n: jnp.asarray(m) for n, m in zip(names, mu)},
+                                       nu={n: jnp.asarray(v) for n, v in zip(names, nu)}), rest),
+        )
+        updates, new_state = step(params, state, {n: jnp.asarray(g) for n, g in zip(names, grads)})
+        assert float(new_state.hyperparams["learning_rate"]) == lrs[k]
+        assert float(new_state.hyperparams["b1"]) == b1s[k]
+        actual = optax.apply_updates(params, updates)
+        for n, e, p0 in zip(names, expected, params0):
+            a = np.asarray(actual[n])
+            assert a.dtype == np.float64
+            assert np.all(np.abs(e - p0) > 0), f"step {k} {n}: torch did not move every entry"
+            err = relative_error(a, e)
+            worst = max(worst, err)
+            assert err <= 1e-12, f"{total_steps}/{pct_start} step {k} {n}: relative error {err:.2e}"
+    print(f"\n{total_steps}/{pct_start}: one step at {positions}: worst relative error {worst:.1e}")

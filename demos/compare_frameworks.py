@@ -1,0 +1,342 @@
+#!/usr/bin/env python
+"""Do independent torch and JAX runs reach the same test error? Statistics of the demos' runs.
+
+Usage (from the repository root or anywhere else)::
+
+    python demos/compare_frameworks.py v1               # report on the runs saved so far
+    python demos/compare_frameworks.py v1 --train 5     # first complete 5 runs per framework
+    python demos/compare_frameworks.py --help
+
+The runs are the demos' own: ``results/<dataset>/<version>/{torch,jax}/run_NNNN.json``
+as written by ``demos/fashion_mnist_torch.py`` / ``demos/fashion_mnist_jax.py``
+(each run an independent seed, ``seed + run_index``). With ``--train N`` the
+runs missing to reach ``N`` per framework are trained first, through the
+demos' own command-line entry point (:func:`demos.runner.main`) with the
+reference settings (batch 1024, Adam + one-cycle peaking at ``max_lr`` 0.01)
+and ``--epochs`` (default 5), and saved like any demo run.
+
+The report gives, per framework, the number of runs, their seeds and final
+test errors, the mean final test error ± its standard error (and the
+standard deviation); the difference of the means (torch − JAX) with the
+combined standard error ``sqrt(se_torch² + se_jax²)``; Welch's t-test
+(``scipy.stats.ttest_ind(equal_var=False)``) and whether the two means lie
+within two combined standard errors of each other. Every run compared must
+have the same settings (epochs, batch size, max_lr, schedule, dataset sizes,
+dtype); anything else is refused, naming the runs. The report is printed and
+written, atomically, to ``results/<dataset>/<version>/comparison.txt``.
+
+Exit status: 0 when the two means lie within two combined standard errors;
+1 when they do not (find out why before trusting the twins); 2 for bad
+arguments, unreadable results, runs with different settings, fewer than two
+runs per framework, or failed training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    _REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+    if sys.path[:1] != [_REPO_ROOT]:
+        sys.path.insert(0, _REPO_ROOT)
+
+from demos import results_store as rs  # noqa: E402
+
+__all__ = ["parse_args", "compare", "format_report", "write_report", "main",
+           "COMPARED_SETTINGS", "REFERENCE"]
+
+#: Settings every compared run must share (keys of ``record["settings"]``).
+COMPARED_SETTINGS = ("epochs", "batch_size", "max_lr", "optimizer", "schedule", "pct_start",
+                     "steps_per_epoch", "train_examples", "test_examples", "dtype")
+
+#: The reference recipe (issue 3: N >= 5 runs, E >= 5 epochs, batch 1024, max_lr 0.01).
+REFERENCE = {"runs": 5, "epochs": 5, "batch_size": 1024, "max_lr": 0.01}
+
+REPORT_NAME = "comparison.txt"
+
+
+class ComparisonError(RuntimeError):
+    """The runs cannot be compared (too few, different settings); the message says why."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _version(text: str) -> str:
+    try:
+        return rs.validate_version(text)
+    except (TypeError, ValueError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line (``--help`` explains every flag)."""
+    parser = argparse.ArgumentParser(
+        prog="demos/compare_frameworks.py",
+        description=(
+            "Compare the final test error of independent torch and JAX runs of the demos "
+            "(mean ± standard error per framework, Welch's t-test, two-standard-error check) "
+            "and write the report to results/DATASET/VERSION/comparison.txt."
+        ),
+    )
+    parser.add_argument("version", type=_version,
+                        help="results version whose runs are compared (letters, digits, underscores)")
+    parser.add_argument("--dataset", default="fashion_mnist", choices=rs.DATASETS,
+                        help="dataset (default: %(default)s)")
+    parser.add_argument("--train", type=_positive_int, default=None, metavar="N",
+                        help="first train the runs missing to reach N per framework, through the "
+                             "demos' code path (default: only report on the saved runs)")
+    parser.add_argument("--epochs", type=_positive_int, default=REFERENCE["epochs"],
+                        help="epochs per new run with --train (default: %(default)s)")
+    parser.add_argument("--batch-size", type=_positive_int, default=REFERENCE["batch_size"],
+                        help="batch size of new runs with --train (default: %(default)s)")
+    parser.add_argument("--max-lr", type=_positive_float, default=REFERENCE["max_lr"],
+                        help="peak learning rate of new runs with --train (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="base seed of new runs, run N uses seed + N, as in the demos "
+                             "(default: %(default)s)")
+    parser.add_argument("--data-dir", default=None,
+                        help="local dataset files for --train (see the demos' --help)")
+    parser.add_argument("--device", default=None,
+                        help="torch device for --train (default: cuda if available, else cpu)")
+    parser.add_argument("--results-dir", default=None,
+                        help="results root (default: the repository's results/)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the demos' progress bars")
+    parser.add_argument("--no-write", action="store_true",
+                        help="print the report without writing comparison.txt")
+    return parser.parse_args(argv)
+
+
+# ----------------------------------------------------------------- training
+
+
+def train_missing(args, train_demo=None) -> None:
+    """Add runs through the demos' entry point until each framework has ``args.train`` of them.
+
+    ``train_demo(dataset, framework, argv) -> exit status`` defaults to
+    :func:`demos.runner.main` (imported lazily: torch and JAX are loaded only
+    when training).
+
+    Raises:
+        ComparisonError: a demo failed (its exit status is named) or left runs missing.
+    """
+    if train_demo is None:
+        from demos.runner import main as train_demo
+    for framework in rs.FRAMEWORKS:
+        have = len(rs.load_runs(args.dataset, args.version, framework, args.results_dir))
+        missing = args.train - have
+        if missing <= 0:
+            print(f"{framework}: {have} run(s) saved, none to add", flush=True)
+            continue
+        print(f"{framework}: {have} run(s) saved, training {missing} more", flush=True)
+        argv = [args.version, "--runs", str(missing), "--epochs", str(args.epochs),
+                "--batch-size", str(args.batch_size), "--max-lr", repr(args.max_lr),
+                "--seed", str(args.seed)]
+        for flag, value in (("--data-dir", args.data_dir), ("--results-dir", args.results_dir)):
+            if value is not None:
+                argv += [flag, str(value)]
+        if framework == "torch" and args.device is not None:
+            argv += ["--device", args.device]
+        if args.no_progress:
+            argv.append("--no-progress")
+        status = train_demo(args.dataset, framework, argv)
+        now = len(rs.load_runs(args.dataset, args.version, framework, args.results_dir))
+        if status != 0 or now < args.train:
+            raise ComparisonError(
+                f"training {framework} runs failed (demo exit status {status}); "
+                f"{now} of {args.train} runs saved in "
+                f"{rs.run_dir(args.dataset, args.version, framework, args.results_dir)}")
+
+
+# ----------------------------------------------------------------- statistics
+
+
+def _settings_key(record: dict) -> tuple:
+    settings = record["settings"]
+    return tuple((k, settings.get(k)) for k in COMPARED_SETTINGS)
+
+
+def _describe_run(record: dict) -> str:
+    return f"{record['framework']}/run_{record['run_index']:04d}"
+
+
+def compare(runs: list[dict]) -> dict:
+    """Statistics of the final test errors of both frameworks' runs (one dataset and version).
+
+    Returns:
+        ``{"stats": {framework: summarize stats}, "settings": {...}, "difference": torch − JAX
+        mean, "combined_stderr", "within_two_se", "welch_t", "welch_p", "welch_df"}``.
+
+    Raises:
+        ComparisonError: a framework has fewer than two runs, the runs do not share
+            :data:`COMPARED_SETTINGS`, or a final test error is not finite.
+    """
+    from scipy import stats as sps
+
+    by_fw = {fw: [r for r in runs if r["framework"] == fw] for fw in rs.FRAMEWORKS}
+    counts = {fw: len(rs_) for fw, rs_ in by_fw.items()}
+    if min(counts.values()) < 2:
+        raise ComparisonError(
+            "need at least 2 runs per framework to estimate a standard error, found "
+            + ", ".join(f"{fw}: {n}" for fw, n in counts.items())
+            + f"; add runs with --train N (N >= {REFERENCE['runs']} recommended)")
+    groups: dict[tuple, list[str]] = {}
+    for record in runs:
+        groups.setdefault(_settings_key(record), []).append(_describe_run(record))
+    if len(groups) > 1:
+        lines = [", ".join(f"{k}={v!r}" for k, v in key) + ":\n    " + " ".join(names)
+                 for key, names in groups.items()]
+        raise ComparisonError(
+            "the runs do not share their settings, so their final errors are not comparable:\n  "
+            + "\n  ".join(lines) + "\nMove the odd runs to another version, or compare another version.")
+    for record in runs:
+        final = record["epochs"][-1]["test_error"]
+        if not math.isfinite(final):
+            raise ComparisonError(f"{_describe_run(record)}: final test error is {final}")
+    stats = {}
+    for fw, group in by_fw.items():
+        stats[fw] = rs.summarize(group)[(group[0]["dataset"], fw)]
+        stats[fw]["seeds"] = [r["seed"] for r in group]
+    a, b = stats["torch"], stats["jax"]
+    difference = a["mean"] - b["mean"]
+    combined = math.sqrt(a["stderr"] ** 2 + b["stderr"] ** 2)
+    welch = sps.ttest_ind(a["final_errors"], b["final_errors"], equal_var=False)
+    return {
+        "stats": stats,
+        "settings": dict(_settings_key(runs[0])),
+        "difference": difference,
+        "combined_stderr": combined,
+        "within_two_se": abs(difference) <= 2 * combined,
+        "welch_t": float(welch.statistic),
+        "welch_p": float(welch.pvalue),
+        "welch_df": float(getattr(welch, "df", math.nan)),
+    }
+
+
+def _num(x: float, digits: int = 3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def format_report(dataset: str, version: str, result: dict, runs: list[dict]) -> str:
+    """The comparison as text (what ``comparison.txt`` holds)."""
+    settings = result["settings"]
+    stats = result["stats"]
+    reference = (settings.get("batch_size") == REFERENCE["batch_size"]
+                 and settings.get("max_lr") == REFERENCE["max_lr"]
+                 and (settings.get("epochs") or 0) >= REFERENCE["epochs"]
+                 and min(s["n"] for s in stats.values()) >= REFERENCE["runs"])
+    lines = [
+        f"torch vs JAX: {dataset} / {version}",
+        f"written {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} "
+        "by demos/compare_frameworks.py",
+        "settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()),
+        "reference settings (>= 5 runs per framework, >= 5 epochs, batch 1024, max_lr 0.01): "
+        + ("yes" if reference else "NO"),
+    ]
+    sources = sorted({str(r["settings"].get("data_source")) for r in runs})
+    lines.append("data: " + "; ".join(sources))
+    packages = {}
+    for r in runs:
+        for name, ver in (r.get("packages") or {}).items():
+            packages.setdefault(name, set()).add(ver)
+    if packages:
+        lines.append("packages: " + ", ".join(f"{k} {'/'.join(sorted(v))}" for k, v in sorted(packages.items())))
+    lines.append("")
+    lines.append("final test error (%) per run")
+    for fw in rs.FRAMEWORKS:
+        s = stats[fw]
+        runs_text = "  ".join(f"run {i} (seed {seed}): {e:.2f}"
+                              for i, seed, e in zip(s["run_indices"], s["seeds"], s["final_errors"]))
+        lines.append(f"  {fw:5s} {runs_text}")
+    lines.append("")
+    lines.append(f"{'framework':9s}  {'runs':>4s}  {'mean %':>8s}  {'stderr':>7s}  {'std':>7s}  "
+                 f"{'min %':>7s}  {'max %':>7s}")
+    for fw in rs.FRAMEWORKS:
+        s = stats[fw]
+        lines.append(f"{fw:9s}  {s['n']:4d}  {_num(s['mean']):>8s}  {_num(s['stderr']):>7s}  "
+                     f"{_num(s['std']):>7s}  {_num(s['min']):>7s}  {_num(s['max']):>7s}")
+    for fw in rs.FRAMEWORKS:
+        s = stats[fw]
+        lines.append(f"{fw}: {s['mean']:.3f} ± {s['stderr']:.3f} % (mean ± standard error, n = {s['n']})")
+    lines.append("")
+    diff, se = result["difference"], result["combined_stderr"]
+    lines.append(f"difference of means (torch - jax): {diff:+.3f} percentage points")
+    lines.append(f"combined standard error sqrt(se_torch^2 + se_jax^2): {se:.3f}")
+    p = result["welch_p"]
+    note = " (undefined: no spread in the final errors)" if math.isnan(p) else ""
+    lines.append(f"Welch's t-test: t = {_num(result['welch_t'])}, df = {_num(result['welch_df'], 2)}, "
+                 f"p = {p:.4g}{note}")
+    if result["within_two_se"]:
+        lines.append(f"check: |difference| = {abs(diff):.3f} <= 2 x combined standard error = "
+                     f"{2 * se:.3f}: the means agree within two standard errors")
+    else:
+        lines.append(f"check FAILED: |difference| = {abs(diff):.3f} > 2 x combined standard error = "
+                     f"{2 * se:.3f}: the means differ by more than two standard errors; find why")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(text: str, dataset: str, version: str, results_dir=None) -> Path:
+    """Write ``text`` to ``<results>/<dataset>/<version>/comparison.txt`` atomically.
+
+    A temp file in the same folder is written, flushed and fsynced, then
+    renamed over the report (``os.replace``): readers see the old report or
+    the new one, never a partial file.
+    """
+    folder = Path(rs.RESULTS_DIR if results_dir is None else results_dir) / dataset / version
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / REPORT_NAME
+    fd, tmp = tempfile.mkstemp(prefix=f".{REPORT_NAME}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return target
+
+
+def main(argv=None, *, train_demo=None) -> int:
+    """Run the comparison; returns the exit status (see the module docstring)."""
+    args = parse_args(argv)
+    try:
+        if args.train is not None:
+            train_missing(args, train_demo)
+        runs = rs.load_runs(args.dataset, args.version, None, args.results_dir)
+        result = compare(runs)
+    except (rs.ResultsError, ComparisonError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    text = format_report(args.dataset, args.version, result, runs)
+    print(text, end="")
+    if not args.no_write:
+        path = write_report(text, args.dataset, args.version, args.results_dir)
+        print(f"written to {path}")
+    return 0 if result["within_two_se"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
