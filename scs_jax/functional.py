@@ -149,6 +149,30 @@ def _check_input(x, channels, what: str) -> None:
         )
 
 
+def _sum_minor(x):
+    """``x.sum(-1, keepdims=True)`` as a product with a ones vector (full precision).
+
+    XLA:CPU (jaxlib 0.10) hands a reduction over a short minor axis to a
+    library kernel (YNNPACK) that was measured ~5x slower here than a
+    matrix-vector product.
+    """
+    ones = jnp.ones((x.shape[-1], 1), x.dtype)
+    return jnp.dot(x, ones, precision=lax.Precision.HIGHEST)
+
+
+def _sum_leading(x, ndim: int):
+    """``x`` summed over all but its last ``ndim`` axes, as a product with a ones vector.
+
+    A dot (full precision) instead of a reduction for the same reason as
+    :func:`_sum_minor`: XLA:CPU's library reduction over the batch and
+    spatial axes was ~4x slower here than the matrix-vector product.
+    """
+    tail = x.shape[x.ndim - ndim :]
+    flat = x.reshape(-1, int(np.prod(tail)))
+    ones = jnp.ones((flat.shape[0],), flat.dtype)
+    return jnp.dot(ones, flat, precision=lax.Precision.HIGHEST).reshape(tail)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _sharpen(dot, norm, exponent, eps):
     """``sign(c) · (|c| + eps) ** e`` with ``c = dot / norm``, with a hand-written backward.
@@ -167,16 +191,17 @@ def _sharpen(dot, norm, exponent, eps):
 
 def _sharpen_forward(dot, norm, exponent, eps):
     cos = dot / norm
-    log_base = jnp.log(jnp.abs(cos) + eps)
-    out = jnp.sign(cos) * jnp.exp(exponent * log_base)
-    return out, (cos, norm, exponent, out, log_base)
+    out = jnp.sign(cos) * jnp.exp(exponent * jnp.log(jnp.abs(cos) + eps))
+    return out, (dot, norm, exponent, out)
 
 
 def _sharpen_backward(eps, residuals, grad):
-    cos, norm, exponent, out, log_base = residuals
-    grad_dot = grad * (exponent * jnp.abs(out) / ((jnp.abs(cos) + eps) * norm))
-    grad_norm = -jnp.sum(grad_dot * cos, axis=-1, keepdims=True)
-    grad_exponent = jnp.sum(grad * out * log_base, axis=(0, 1, 2))
+    dot, norm, exponent, out = residuals
+    cos = dot / norm
+    base = jnp.abs(cos) + eps
+    grad_dot = grad * (exponent * jnp.abs(out) / (base * norm))
+    grad_norm = -_sum_minor(grad_dot * cos)
+    grad_exponent = _sum_leading(grad * out * jnp.log(base), 2)
     return grad_dot, grad_norm, grad_exponent
 
 
@@ -262,7 +287,7 @@ def sharpened_cosine_similarity(
         precision=precision,
     )
     # ‖s‖²: squares summed over each group's channels, then over each window.
-    square_sum = jnp.square(x).reshape(n, h, w, groups, c // groups).sum(-1)
+    square_sum = _sum_minor(jnp.square(x).reshape(n, h, w, groups, c // groups))[..., 0]
     patch_square = lax.reduce_window(
         square_sum,
         np.zeros((), square_sum.dtype),
@@ -375,12 +400,25 @@ def _max_abs_pool_blocks(x, kernel_size, stride, out_size):
     return _max_abs_pool_blocks_forward(x, kernel_size, stride, out_size)[0]
 
 
+def _window_elements(blocks, inside):
+    """The ``kH·kW`` elements of every window in row-major order, ``(N, H_out, W_out, C)`` each,
+    with the mask of those inside the input (``None``: all inside)."""
+    kh, kw = blocks.shape[2], blocks.shape[4]
+    elements = [blocks[:, :, i, :, j] for i in range(kh) for j in range(kw)]
+    if inside is None:
+        return elements, [None] * len(elements)
+    return elements, [inside[:, :, i, :, j] for i in range(kh) for j in range(kw)]
+
+
 def _max_abs_pool_blocks_forward(x, kernel_size, stride, out_size):
     blocks, inside = _window_blocks(x, kernel_size, stride, out_size)
-    highs = blocks if inside is None else jnp.where(inside, blocks, -jnp.inf)
-    lows = blocks if inside is None else jnp.where(inside, blocks, jnp.inf)
-    largest = jnp.max(highs, axis=(2, 4))
-    smallest = jnp.min(lows, axis=(2, 4))
+    elements, masks = _window_elements(blocks, inside)
+    # Elementwise maxima and minima over the window (one fused loop; XLA:CPU
+    # runs a reduction over the two window axes ~5x slower, see _sum_minor).
+    highs = [e if m is None else jnp.where(m, e, -jnp.inf) for e, m in zip(elements, masks)]
+    lows = [e if m is None else jnp.where(m, e, jnp.inf) for e, m in zip(elements, masks)]
+    largest = functools.reduce(jnp.maximum, highs)
+    smallest = functools.reduce(jnp.minimum, lows)
     out = jnp.where(largest >= -smallest, largest, smallest)
     return out, (x, out)
 
@@ -390,13 +428,19 @@ def _max_abs_pool_blocks_backward(kernel_size, stride, out_size, residuals, grad
     (kh, kw), (sh, sw), (h_out, w_out) = kernel_size, stride, out_size
     n, h, w, c = x.shape
     blocks, inside = _window_blocks(x, kernel_size, stride, out_size)
-    value = out[:, :, None, :, None, :]
-    chosen = (blocks == value) | (jnp.isnan(blocks) & jnp.isnan(value))
-    if inside is not None:
-        chosen = chosen & inside
+    elements, masks = _window_elements(blocks, inside)
+    # The first element (row-major) equal to the returned value, or the first NaN.
+    value_is_nan = jnp.isnan(out)
+    first = jnp.full(out.shape, kh * kw, np.int32)
+    for k in reversed(range(kh * kw)):
+        hit = (elements[k] == out) | (jnp.isnan(elements[k]) & value_is_nan)
+        if masks[k] is not None:
+            hit = hit & masks[k]
+        first = jnp.where(hit, np.int32(k), first)
     position = (np.arange(kh)[:, None] * kw + np.arange(kw)).astype(np.int32)[None, None, :, None, :, None]
-    first = jnp.min(jnp.where(chosen, position, kh * kw), axis=(2, 4), keepdims=True)
-    grad_blocks = jnp.where(position == first, grad[:, :, None, :, None, :], jnp.zeros((), grad.dtype))
+    grad_blocks = jnp.where(
+        position == first[:, :, None, :, None, :], grad[:, :, None, :, None, :], jnp.zeros((), grad.dtype)
+    )
     if sh > kh or sw > kw:
         grad_blocks = jnp.pad(grad_blocks, ((0, 0), (0, 0), (0, sh - kh), (0, 0), (0, sw - kw), (0, 0)))
     grad_x = grad_blocks.reshape(n, h_out * sh, w_out * sw, c)[:, :h, :w]
