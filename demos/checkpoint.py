@@ -32,8 +32,10 @@ new one complete under a final name, plus perhaps hidden leftovers. The
 checkpoints live outside ``<framework>/`` because :mod:`demos.results_store`
 reports anything but run files there as foreign.
 
-Imports torch only to save or load torch state and orbax (with JAX) only for
-JAX state.
+What it reads from and writes into the trainers: ``TorchTrainer.model``,
+``.optimizer``, ``.scheduler`` and ``.device``; ``JaxTrainer.params`` and
+``.opt_state`` (the state its jitted step takes and returns). Imports torch
+only to save or load torch state and orbax (with JAX) only for JAX state.
 """
 
 from __future__ import annotations

@@ -119,12 +119,20 @@ def test_sigkill_demo_at_random_moments(tmp_path):
     server = DemoServer()
     saved: dict[str, bytes] = {}
     mid_run = mid_write = 0
-    started = time.monotonic()
     try:
+        # One whole run, timed, so that the kill delays fit this machine's speed:
+        # up to 1.5 runs, so kills land anywhere from start-up to the next run.
+        # (The clock starts once the server answers, i.e. after its imports.)
+        log = tmp_path / "timing.log"
+        pid = server.start([*argv[:-1], str(tmp_path / "timing"), "--runs", "1"], log)
+        started = time.monotonic()
+        assert server.wait(pid) == {"signal": None, "code": 0}, log.read_text()
+        longest = min(max(1.5 * (time.monotonic() - started), 0.5), 3.0)
+        started = time.monotonic()
         for kill in range(KILLS):
             log = tmp_path / f"kill_{kill:02d}.log"
             pid = server.start(argv, log)  # no --runs: it would train forever
-            time.sleep(rng.uniform(0.02, 0.8))
+            time.sleep(rng.uniform(0.02, longest))
             os.kill(pid, signal.SIGKILL)
             status = server.wait(pid)
             assert status["signal"] == signal.SIGKILL, (
@@ -170,7 +178,8 @@ def test_sigkill_demo_at_random_moments(tmp_path):
     finally:
         server.close()
 
-    print(f"\n{KILLS} kills in {killed_seconds:.1f} s: {len(final)} runs completed, "
+    print(f"\n{KILLS} kills (delays up to {longest:.2f} s) in {killed_seconds:.1f} s: "
+          f"{len(final)} runs completed, "
           f"{len(resumed)} of them resumed after a kill; {mid_run} kills left a checkpoint, "
           f"{mid_write} left a half-written or half-deleted file")
     assert [r["seed"] for r in final] == [11 + i for i in range(len(final))]
