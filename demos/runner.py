@@ -426,10 +426,10 @@ def _pending_run(checkpoints: CheckpointDir, dataset, framework, args, data, dat
             [checkpoint.path])
     problems = _settings_mismatch(checkpoint, dataset, framework, args, data, data_sha256)
     if problems:
+        total = (checkpoint.record.get("settings") or {}).get("epochs")
         raise CheckpointError(
             f"{checkpoint.path} holds unfinished run {run} (epoch {checkpoint.epoch} of "
-            f"{checkpoint.record['settings'].get('epochs')}) made with other settings than this "
-            "command: " + "; ".join(problems) + f". {move_away}", [checkpoint.path])
+            f"{total}) made with other settings than this command: " + "; ".join(problems) + f". {move_away}", [checkpoint.path])
     return checkpoint
 
 
