@@ -6,6 +6,8 @@ Never imports JAX.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -36,6 +38,14 @@ class TorchTrainer:
         dtype: ``"float32"`` or ``"float64"``.
         batch_size: examples per evaluation batch (training batches come from the plan).
         device: torch device; default GPU when available.
+        compile_kernels: fuse the SCS layers' elementwise work with ``torch.compile``
+            (:mod:`scs_torch.compiled`, process-wide, needs a C++ compiler, tens
+            of seconds of compilation at the first step); ``None`` reads the
+            environment variable ``SCS_TORCH_COMPILE`` (``1`` enables).
+
+    On CPU the model and the images use the channels-last memory format
+    (NHWC strides): the convolutions, max-pooling and the SCS layers' pooling
+    run faster in it (measured ~1.5x for the whole step, both networks).
     """
 
     framework = "torch"
@@ -51,14 +61,23 @@ class TorchTrainer:
         dtype: str = "float32",
         batch_size: int,
         device: str | None = None,
+        compile_kernels: bool | None = None,
     ):
         if dtype not in _DTYPES:
             raise ValueError(f"dtype: expected one of {sorted(_DTYPES)}, got {dtype!r}")
         self.dtype = _DTYPES[dtype]
         self.batch_size = int(batch_size)
         self.device = torch.device(device or default_device())
+        if compile_kernels is None:
+            compile_kernels = os.environ.get("SCS_TORCH_COMPILE", "") == "1"
+        if compile_kernels:
+            import scs_torch.compiled
+
+            scs_torch.compiled.enable()
+        self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
         torch.manual_seed(seed)
         self.model = build_torch_model(architecture, dtype=self.dtype, device=self.device)
+        self.model.to(memory_format=self.memory_format)
         self.optimizer, self.scheduler = make_torch_optimizer(self.model.parameters(), schedule)
         self.images = self._to_device(train_images)
         self.labels = torch.from_numpy(np.asarray(train_labels, np.int64)).to(self.device)
@@ -66,7 +85,7 @@ class TorchTrainer:
 
     def _to_device(self, images: np.ndarray) -> torch.Tensor:
         nchw = np.ascontiguousarray(np.asarray(images).transpose(0, 3, 1, 2))
-        return torch.from_numpy(nchw).to(self.device, self.dtype)
+        return torch.from_numpy(nchw).to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
 
     def train_step(self, indices: np.ndarray) -> tuple[float, int]:
         """One Adam step on the examples ``indices``; returns (mean loss, correct predictions)."""

@@ -146,6 +146,29 @@ def _check_input(x: torch.Tensor, channels: int, what: str) -> None:
         )
 
 
+def _sharpen_forward(dot, norm, exponent, eps: float, needs_grad: bool):
+    """:class:`_Sharpen`'s output and what its backward needs (``None`` without ``needs_grad``)."""
+    cos = dot / norm
+    base = cos.abs().add_(eps)
+    log_base = base.log()
+    sign = cos.sign()
+    out = torch.mul(log_base, exponent).exp_().mul_(sign)
+    if not needs_grad:
+        return out, None
+    # |out| as out · sign(c): 0 where c = 0, like the output itself.
+    slope = torch.mul(out, sign).div_(base).mul_(exponent).div_(norm)
+    return out, (cos, out, log_base, slope)
+
+
+def _sharpen_backward(grad, saved, eps: float):
+    """:class:`_Sharpen`'s gradients wrt ``dot``, ``norm`` and ``exponent``."""
+    cos, out, log_base, slope = saved
+    grad_dot = grad * slope
+    grad_norm = (grad_dot * cos).sum(2, keepdim=True).neg_()
+    grad_exponent = (grad * out).mul_(log_base).sum((0, 3, 4), keepdim=True)
+    return grad_dot, grad_norm, grad_exponent
+
+
 class _Sharpen(torch.autograd.Function):
     """``sign(c) · (|c| + eps) ** e`` with ``c = dot / norm``, forward and backward by hand.
 
@@ -155,37 +178,30 @@ class _Sharpen(torch.autograd.Function):
     Autograd through the plain expression makes about three times as many
     passes over the largest tensors of the step (the division's backward
     alone is five); here the power is ``exp(e · log(|c| + eps))`` with the
-    log kept for ``∂out/∂e = out · log(|c| + eps)``, and the derivative
+    log kept for ``∂out/∂e = out · log(|c| + eps)``, the derivative
     ``∂out/∂dot = e · |out| / ((|c| + eps) · norm)`` (0 at ``c = 0``, torch's
     and JAX's convention through ``sign``) is formed while the forward's
-    tensors are at hand. Not twice differentiable.
+    tensors are at hand, and ``∂out/∂norm = -∂out/∂dot · c``. Not twice
+    differentiable. The work is done by the two functions in ``_KERNELS``.
     """
 
     @staticmethod
     def forward(ctx, dot, norm, exponent, eps):
-        cos = dot / norm
-        base = cos.abs().add_(eps)
-        log_base = base.log()
-        sign = cos.sign()
-        out = torch.mul(log_base, exponent).exp_().mul_(sign)
-        if any(ctx.needs_input_grad[:3]):
-            # |out| as out · sign(c): 0 where c = 0, like the output itself.
-            slope = torch.mul(out, sign).div_(base).mul_(exponent).div_(norm)
-            ctx.save_for_backward(cos, out, log_base, slope)
+        out, saved = _KERNELS[0](dot, norm, exponent, eps, any(ctx.needs_input_grad[:3]))
+        if saved is not None:
+            ctx.save_for_backward(*saved)
+            ctx.eps = eps
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        cos, out, log_base, slope = ctx.saved_tensors
-        grad_dot = grad_norm = grad_exponent = None
-        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            grad_dot = grad * slope
-        if ctx.needs_input_grad[1]:
-            grad_norm = (grad_dot * cos).sum(2, keepdim=True).neg_()
-        if ctx.needs_input_grad[2]:
-            grad_exponent = (grad * out).mul_(log_base).sum((0, 3, 4), keepdim=True)
-        return grad_dot, grad_norm, grad_exponent, None
+        return (*_KERNELS[1](grad, ctx.saved_tensors, ctx.eps), None)
+
+
+#: The forward and backward functions :class:`_Sharpen` runs (eager torch
+#: operations by default).
+_KERNELS = (_sharpen_forward, _sharpen_backward)
 
 
 class _MaxAbsPool(torch.autograd.Function):
