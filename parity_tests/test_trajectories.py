@@ -110,16 +110,14 @@ def _fashion_available() -> bool:
 
 
 def _generated_images(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fashion-MNIST-like stand-ins: a bright ellipse of texture on a zero background."""
+    """Fashion-MNIST-like stand-ins: a textured patch on a zero background, placed by class."""
     rng = np.random.default_rng(1234)
-    yy, xx = np.mgrid[0:28, 0:28]
     images = np.zeros((n, 28, 28, 1), np.float32)
     labels = rng.integers(0, 10, n).astype(np.int32)
-    for i in range(n):
-        cy, cx = rng.uniform(10, 18, 2)
-        ry, rx = rng.uniform(5, 12, 2) * (1 + labels[i] / 20)
-        inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-        images[i, ..., 0] = np.where(inside, rng.uniform(0.2, 1.0, (28, 28)), 0.0)
+    for i, label in enumerate(labels):
+        row, col = divmod(int(label), 5)  # a 2 x 5 grid of places, one per class
+        top, left = 2 + 12 * row + rng.integers(-1, 2), 1 + 5 * col + rng.integers(-1, 2)
+        images[i, top:top + 11, left:left + 6, 0] = rng.uniform(0.2, 1.0, (11, 6))
     return np.round(images * 255) / 255, labels
 
 
