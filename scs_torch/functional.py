@@ -300,7 +300,6 @@ def sharpened_cosine_similarity(
     else:
         x = F.pad(x, (pl, pr, pt, pb))
         conv_padding = (0, 0)
-        h, w = x.shape[2:]
 
     q_value = (q / Q_SCALE).square()
     kernel_norm = (weight.square().sum((1, 2, 3)) + eps).sqrt() + q_value  # (C_out,)
