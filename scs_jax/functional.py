@@ -17,6 +17,16 @@ after Raphael Pisoni's https://www.rpisoni.dev/posts/cossim-convolution/ .
 group's channels, then summed over each window with ``lax.reduce_window``
 (cheaper than a ones-kernel convolution, the same values). Nothing is
 unfolded. ``scs_torch.functional`` holds the same functions for PyTorch, NCHW.
+
+What ``eps`` guarantees (both precisions): every norm is at least
+``sqrt(eps) = 1e-6``, so all-zero patches and all-zero kernels give
+``cos = 0`` and finite values, and ``|cos| + eps >= eps`` keeps the power and
+its logarithm finite. The gradients are bounded:
+``|∂out/∂cos| = p (|cos| + eps)^(p-1) <= p · max(1, eps^(p-1))`` (at most
+``p`` for ``p >= 1``; for ``p < 1`` the worst case is at ``cos = 0``, e.g.
+``0.5 · 1e6`` for ``p = 0.5``), ``|∂cos/∂s| <= 2 / (‖s‖ + q) <= 2 / (1e-6 + q)``
+and likewise for ``k``, and ``|∂out/∂p| <= |log(eps)| ≈ 27.6`` per element
+times ``|out|`` (``out`` is 0 where ``cos`` is exactly 0). NaN inputs propagate.
 """
 
 from __future__ import annotations

@@ -11,13 +11,22 @@ with ``p = (p_param / 10)²`` per output channel and ``q = (q_param / 100)²`` p
 layer. This is the parameterization of Brandon Rohrer's reference PyTorch code,
 https://github.com/brohrer/sharpened_cosine_similarity_torch (February 2022,
 built on code by Ze Wang, Oliver Batchelor, Stephen Hogg and Raphael Pisoni),
-after Raphael Pisoni's original post https://twitter.com/_brohrer_/status/1232460132455305218
-and https://www.rpisoni.dev/posts/cossim-convolution/ .
+after Raphael Pisoni's https://www.rpisoni.dev/posts/cossim-convolution/ .
 
 ``s · k`` is one convolution; ``‖s‖²`` is the squared input summed over each
 group's channels, then summed over each window by a one-channel-per-group
 convolution with a ones kernel. Nothing is unfolded, so memory stays that of a
 convolution. ``scs_jax.functional`` holds the same functions for JAX, NHWC.
+
+What ``eps`` guarantees (both precisions): every norm is at least
+``sqrt(eps) = 1e-6``, so all-zero patches and all-zero kernels give
+``cos = 0`` and finite values, and ``|cos| + eps >= eps`` keeps the power and
+its logarithm finite. The gradients are bounded:
+``|∂out/∂cos| = p (|cos| + eps)^(p-1) <= p · max(1, eps^(p-1))`` (at most
+``p`` for ``p >= 1``; for ``p < 1`` the worst case is at ``cos = 0``, e.g.
+``0.5 · 1e6`` for ``p = 0.5``), ``|∂cos/∂s| <= 2 / (‖s‖ + q) <= 2 / (1e-6 + q)``
+and likewise for ``k``, and ``|∂out/∂p| <= |log(eps)| ≈ 27.6`` per element
+times ``|out|`` (``out`` is 0 where ``cos`` is exactly 0). NaN inputs propagate.
 """
 
 from __future__ import annotations
