@@ -62,33 +62,37 @@ FLOAT64_RTOL = 1e-9
 
 # float32 tolerances, from measured drift (torch 2.13 CPU, jax 0.10.2 CPU, this
 # file's setting, 20 steps, init and batch-plan seeds 0..63, measured with
-# parity_tests/measure_float32_drift.py). Relative errors, JAX vs torch, both float32:
+# parity_tests/measure_float32_drift.py, twice: before and after TorchTrainer
+# went channels-last, commits 6d5f6ad and 88de1fb). Relative errors, JAX vs
+# torch, both float32 (second run in brackets where it differs):
 #
 #                        step-0 loss     every step's loss   final params,         final params,
 #                        (same params)   (max over steps)    rel. L2 (worst tensor) max-norm (worst tensor)
-#   worst of 64 seeds    7.0e-6 (s. 23)  2.6e-3 (seed 23)    3.0e-2 (seed 23)      2.3e-1 (seed 23)
-#   second worst         2.1e-7          1.8e-3              1.4e-2                1.2e-1
-#   median               1.0e-7          6.2e-7              9.8e-7                1.1e-5
+#   worst of 64 seeds    7.0e-6 (s. 23)  2.6e-3 [2.1e-3]     3.0e-2 [3.1e-2]       2.3e-1 (seed 23)
+#   second worst         2.1e-7          1.8e-3 [1.6e-3]     1.4e-2 [1.2e-2]       1.2e-1 [8.8e-2]
+#   median               1.0e-7          6.2e-7 [6.6e-7]     9.8e-7 [9.3e-7]       1.1e-5 [9.9e-6]
 #   seed 0 (this test)   1.0e-7          3.6e-6              2.8e-5                (not asserted)
 #
 # torch float32 vs torch float64 from the same start, same seeds: the same
 # worst values on seed 23 (7.0e-6 / 2.6e-3 / 3.0e-2 / 2.3e-1), median 1.9e-7
 # for the loss. So the spread is float32 rounding of this recipe, not a
-# framework difference. Two mechanisms, both checked on the bad seeds:
+# framework difference. Two mechanisms, each seen on a bad seed:
 #   - MaxAbsPool is discontinuous where two entries of a window have nearly
 #     equal magnitudes and opposite signs; rounding picks the other one and the
 #     output jumps (seed 23, step 0: one entry of the first pool flips by 0.17,
 #     the loss moves by 7e-6 in torch32 vs torch64 as in jax32 vs torch32);
 #   - Adam's first steps move each weight by about ±lr·sign(g), so a gradient
 #     entry whose true value is below the rounding noise of its sum gets a
-#     random ±lr step; the trajectories then separate smoothly (about a third
-#     of the seeds: 18/64 exceed 1e-5 in the loss, 21/64 for torch32 vs 64).
+#     random ±lr step (seen as opposite-sign first updates of single weights);
+#     the trajectories then separate smoothly. About a quarter of the seeds
+#     exceed 1e-5 in the loss: 18/64 [17/64], and 21/64 [17/64] for torch32 vs 64.
 # The element-wise (max-norm) error of a tensor is therefore no float32
 # measure: a few flipped weights reach 23% of max|w|, in torch32 vs torch64
 # too. The loss and each tensor's relative L2 error are.
 #
-# Tolerances = 5x the worst of the 64 seeds, so that another machine's
-# rounding (it picks other "unlucky" weights and windows) still passes:
+# Tolerances = 5x the worst of the 64 seeds (4.8x for the L2 error after the
+# second run), so that another machine's rounding (it picks other "unlucky"
+# weights and windows) still passes:
 FLOAT32_STEP0_RTOL = 3.5e-5   # the first step's loss: one forward pass from identical params
 FLOAT32_LOSS_RTOL = 1.3e-2    # every step's loss
 FLOAT32_PARAM_RTOL = 1.5e-1   # final params, relative L2 error of each tensor
