@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from . import results_store
+from .results_store import _make_dirs
 
 __all__ = ["FORMAT", "Checkpoint", "CheckpointDir", "CheckpointError", "checkpoint_dir"]
 
@@ -117,22 +118,6 @@ def _fsync_tree(root: Path) -> None:
         for name in files:
             _fsync_path(Path(folder) / name)
         _fsync_path(Path(folder), directory=True)
-
-
-def _make_dirs(directory: Path) -> None:
-    missing = []
-    d = directory
-    while not d.exists():
-        missing.append(d)
-        if d.parent == d:
-            break
-        d = d.parent
-    for d in reversed(missing):
-        try:
-            d.mkdir()
-        except FileExistsError:
-            pass
-        _fsync_path(d.parent, directory=True)
 
 
 def _write_json(path: Path, obj: Any) -> None:

@@ -47,6 +47,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
         sys.path.insert(0, _REPO_ROOT)
 
 from demos import results_store as rs  # noqa: E402
+from demos.runner import _positive_float, _positive_int, _version  # noqa: E402
 
 __all__ = ["parse_args", "compare", "format_report", "write_report", "main",
            "COMPARED_SETTINGS", "REFERENCE"]
@@ -63,27 +64,6 @@ REPORT_NAME = "comparison.txt"
 
 class ComparisonError(RuntimeError):
     """The runs cannot be compared (too few, different settings); the message says why."""
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _version(text: str) -> str:
-    try:
-        return rs.validate_version(text)
-    except (TypeError, ValueError) as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
