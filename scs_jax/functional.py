@@ -13,10 +13,16 @@ https://github.com/brohrer/sharpened_cosine_similarity_torch (February 2022,
 built on code by Ze Wang, Oliver Batchelor, Stephen Hogg and Raphael Pisoni),
 after Raphael Pisoni's https://www.rpisoni.dev/posts/cossim-convolution/ .
 
-``s · k`` is one convolution; ``‖s‖²`` is the squared input summed over each
-group's channels, then summed over each window with ``lax.reduce_window``
-(cheaper than a ones-kernel convolution, the same values). Nothing is
-unfolded. ``scs_torch.functional`` holds the same functions for PyTorch, NCHW.
+``s · k / (‖k‖ + q)`` is one convolution with the kernels divided by their
+norms first; ``‖s‖²`` is the squared input summed over each group's channels,
+then summed over each window with ``lax.reduce_window`` (cheaper than a
+ones-kernel convolution, the same values). Nothing is unfolded. The division
+by ``‖s‖ + q``, the power and their derivatives are one ``jax.custom_vjp``
+(``_sharpen``), and MaxAbsPool over windows that do not overlap is another
+(two ``reduce_window`` passes forward, one elementwise routing pass backward).
+Some sums are written as products with a ones vector: on CPU, XLA (jaxlib
+0.10) runs those reductions several times slower than the product.
+``scs_torch.functional`` holds the same functions for PyTorch, NCHW.
 
 What ``eps`` guarantees (both precisions): every norm is at least
 ``sqrt(eps) = 1e-6``, so all-zero patches and all-zero kernels give
@@ -322,12 +328,14 @@ def max_abs_pool(x, kernel_size=2, stride=None, ceil_mode: bool = False):
 
     A tie between ``+a`` and ``-a`` returns ``+a`` (the reference compares
     ``max(x) >= max(-x)``); among equal elements the gradient goes to the
-    first in row-major order, exactly as ``torch.nn.MaxPool2d`` routes it.
-    The windows are laid out on a last axis (one strided slice per kernel
-    offset); the first arg-max and arg-min are picked there and the chosen
-    element gathered with ``take_along_axis``, which is both faster on CPU than
-    two ``reduce_window`` maxima and keeps torch's gradient rule (a
-    ``max`` reduction would split a tie's gradient equally).
+    first in row-major order, exactly as ``torch.nn.MaxPool2d`` routes it
+    (``jax.grad`` of a ``max`` would split a tie's gradient equally). Windows
+    that do not overlap (``stride >= kernel_size``, the demos' case) take a
+    custom VJP: ``reduce_window`` maxima and minima forward, and backward one
+    elementwise pass that sends each window's gradient to its first element
+    equal to the returned value. Overlapping windows are laid out on a last
+    axis (one strided slice per kernel offset), the first arg-max and arg-min
+    picked there and the chosen element gathered with ``take_along_axis``.
 
     Args:
         x: ``(N, H, W, C)``, floating point.
@@ -400,7 +408,7 @@ def _window_blocks(x, kernel_size, stride, out_size):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
 def _max_abs_pool_blocks(x, kernel_size, stride, out_size):
-    """``max_abs_pool`` for windows that do not overlap: a max and a min over reshaped axes.
+    """``max_abs_pool`` for windows that do not overlap: ``reduce_window`` maxima and minima.
 
     The backward sends each window's upstream gradient to the first element,
     in row-major order, equal to the returned value (or the first NaN when

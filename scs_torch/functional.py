@@ -13,10 +13,16 @@ https://github.com/brohrer/sharpened_cosine_similarity_torch (February 2022,
 built on code by Ze Wang, Oliver Batchelor, Stephen Hogg and Raphael Pisoni),
 after Raphael Pisoni's https://www.rpisoni.dev/posts/cossim-convolution/ .
 
-``s · k`` is one convolution; ``‖s‖²`` is the squared input summed over each
-group's channels, then summed over each window by a one-channel-per-group
-convolution with a ones kernel. Nothing is unfolded, so memory stays that of a
-convolution. ``scs_jax.functional`` holds the same functions for JAX, NHWC.
+``s · k / (‖k‖ + q)`` is one convolution with the kernels divided by their
+norms first; ``‖s‖²`` is the squared input summed over each group's channels,
+then summed over each window (``avg_pool2d`` with divisor 1, or a
+one-channel-per-group ones-kernel convolution when the padding exceeds half
+the window). Nothing is unfolded, so memory stays that of a convolution. The
+division by ``‖s‖ + q``, the power and their derivatives are one autograd
+Function with a hand-written backward (``_Sharpen``; :mod:`scs_torch.compiled`
+can swap in ``torch.compile``'d kernels), and MaxAbsPool's backward is one
+scatter to the element each window chose. ``scs_jax.functional`` holds the
+same functions for JAX, NHWC.
 
 What ``eps`` guarantees (both precisions): every norm is at least
 ``sqrt(eps) = 1e-6``, so all-zero patches and all-zero kernels give
