@@ -45,13 +45,12 @@ Domain, and why:
   at |x| ~ 1e29 entirely noise, ~1e-45 where the true value is ~1e-61, 0 in
   one framework and 1e-49 in the other). test_layer_parity keeps a 1x1
   one-channel layer at magnitude 1 (measured worst over 30 seeds: 4.8e-5).
-* float32 draws must meet the tolerances unless float32 itself cannot: a
-  quantity that misses is compared with the float64 run of the same torch
-  layer, and when torch's own float32 error exceeds half the tolerance (and
-  JAX is no less accurate) the draw is set aside (``reject``, counted in
-  the session summary). Found this way: p = 3.24 amplifying the rounding of
-  a 30-term sum of ±1e-10 terms, torch 7.1e-6 and JAX 4.4e-6 from float64
-  on either side, 1.15e-5 apart (output tolerance 1e-5).
+* float32 quantities that float32 itself cannot resolve to the tolerance
+  are compared by accuracy against float64 (conftest.check_float32). Found
+  this way: outputs ~1e-23 at p = 2.9-3.2, where the power computed as
+  exp(p·log(|cos| + eps)) carries a relative error of |p·log(...)|·2^-24
+  ≈ 4e-6 in each framework (torch 3.8e-6 and JAX 7.7e-6 from float64,
+  1.1e-5 apart; output tolerance 1e-5).
 * float32 with magnitudes around 1e30: squares overflow, ‖s‖ = inf and
   cos = s·k / inf = 0 in both frameworks, so those patches give outputs and
   gradients 0 (not the scale-invariant cosine). Comparisons allow inf/NaN
@@ -67,7 +66,6 @@ import numpy as np
 import torch
 from conftest import (
     DTYPES,
-    IllConditioned,
     P_PARAM_RANGE,
     Q_PARAM_RANGE,
     TORCH_DTYPES,
@@ -77,7 +75,7 @@ from conftest import (
     output_shape,
 )
 from flax import nnx
-from hypothesis import assume, event, example, given, reject, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from test_layer_parity import CASES as LAYER_CASES
 from test_pool_parity import CASES as POOL_CASES
@@ -171,7 +169,7 @@ def scs_draws(draw, structures):
         structure,
         dtype,
         draw(st.integers(0, 2**31 - 1)),
-        tuple(draw(st.lists(st.floats(*P_PARAM_RANGE[dtype]), min_size=c_out, max_size=c_out))),
+        tuple(draw(st.lists(st.floats(*P_PARAM_RANGE), min_size=c_out, max_size=c_out))),
         draw(st.floats(*Q_PARAM_RANGE)),
         frozenset(draw(st.sets(st.integers(0, c_out - 1), max_size=c_out))),
         draw(adversarial_arrays((n, c_in, h, w), dtype)),
@@ -194,11 +192,7 @@ def check_scs_draw(case: ScsDraw):
         for o in case.zero_kernels:
             layer.weight[o] = 0.0
     g = np.random.default_rng(case.g_seed).standard_normal(output_shape(layer, case.x.shape))
-    try:
-        compare_scs(layer, case.x, g, case.dtype, f"{case.structure}", nonfinite=True, float32_premise=True)
-    except IllConditioned as reason:
-        event("ill-conditioned float32 draw set aside", str(reason))
-        reject()
+    compare_scs(layer, case.x, g, case.dtype, f"{case.structure}", nonfinite=True)
 
 
 
