@@ -170,40 +170,46 @@ def _time_variants(variants: dict, args) -> dict:
 
 
 def torch_worker(args) -> dict:
+    import inspect
+
     import torch
 
-    import scs_torch.compiled
     from benchmarks.unfold_baseline import patched_torch
     from demos.architectures import FASHION_MNIST, plain_conv_variant
     from demos.optim import OneCycle
     from demos.train_torch import TorchTrainer
 
+    try:
+        import scs_torch.compiled as compiled_kernels
+    except (ImportError, AttributeError):  # an older tree (the benchmark also runs on earlier commits)
+        compiled_kernels = None
     images, labels = _synthetic(args.train_examples)
     schedule = OneCycle(max_lr=0.01, total_steps=10_000)
+    eager = {"compile_kernels": False} if "compile_kernels" in inspect.signature(TorchTrainer).parameters else {}
 
-    def trainer(architecture, **kw):
-        return TorchTrainer(architecture, schedule, images, labels, seed=0, batch_size=args.batch_size, **kw)
+    def trainer(architecture):
+        return TorchTrainer(architecture, schedule, images, labels, seed=0, batch_size=args.batch_size, **eager)
 
     @contextlib.contextmanager
     def compiled():
-        scs_torch.compiled.enable()
+        compiled_kernels.enable()
         try:
             yield
         finally:
-            scs_torch.compiled.disable()
+            compiled_kernels.disable()
 
     variants = {
-        "scs": (trainer(FASHION_MNIST, compile_kernels=False), contextlib.nullcontext),
-        "plain": (trainer(plain_conv_variant(FASHION_MNIST), compile_kernels=False), contextlib.nullcontext),
-        "unfold": (trainer(FASHION_MNIST, compile_kernels=False), patched_torch),
+        "scs": (trainer(FASHION_MNIST), contextlib.nullcontext),
+        "plain": (trainer(plain_conv_variant(FASHION_MNIST)), contextlib.nullcontext),
+        "unfold": (trainer(FASHION_MNIST), patched_torch),
     }
-    if args.compile:
-        variants["scs_compiled"] = (trainer(FASHION_MNIST, compile_kernels=False), compiled)
+    if args.compile and compiled_kernels is not None:
+        variants["scs_compiled"] = (trainer(FASHION_MNIST), compiled)
     results = _time_variants(variants, args)
     return {
         "framework": "torch",
         "threads": torch.get_num_threads(),
-        "memory_format": str(variants["scs"][0].memory_format),
+        "memory_format": str(getattr(variants["scs"][0], "memory_format", torch.contiguous_format)),
         "variants": results,
     }
 
@@ -352,7 +358,7 @@ def report(info: dict, steps: dict, epochs: dict, args) -> str:
     add(f"SCS speed benchmark, {info['date']} (code {info['code']})")
     add(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, "
         f"load average at start {info['load_start']}, at end {info['load_end']}")
-    torch_threads = steps.get("torch", {}).get("threads")
+    torch_threads = (steps.get("torch") or {}).get("threads")
     add("packages: " + ", ".join(f"{k} {v}" for k, v in packages.items())
         + (f"; torch threads {torch_threads}" if torch_threads else "")
         + (f"; XLA_FLAGS={info['xla_flags']!r}" if info["xla_flags"] else ""))
