@@ -9,6 +9,11 @@ to ``results/<dataset>/<version>/<framework>/run_NNNN.json``. Runs repeat
 until ``--runs`` is reached or the user stops the demo (Ctrl-C); a restarted
 demo with the same version appends after the runs already saved.
 
+Augmentation (``--random-crop``, ``--hflip``; meant for CIFAR-10): each
+epoch's training batches are cropped and flipped as :class:`~demos.augment.AugmentPlan`
+draws them from the run's seed, identically in both frameworks; the test set
+is never augmented. The flags are part of the run's settings.
+
 Resume: after every epoch but the last the run in progress is checkpointed
 (:mod:`demos.checkpoint`, under ``results/<dataset>/<version>/checkpoint/``).
 A demo restarted with the same version and settings resumes that run from
@@ -41,6 +46,7 @@ import numpy as np
 
 from . import results_store
 from .architectures import get_architecture
+from .augment import CIFAR_CROP_PADDING, AugmentPlan
 from .batch_plan import BatchPlan
 from .checkpoint import Checkpoint, CheckpointDir, CheckpointError
 
@@ -143,9 +149,24 @@ def parse_args(dataset: str, framework: str, argv=None) -> argparse.Namespace:
                         help="evaluate on the first N test examples only (for smoke tests)")
     parser.add_argument("--no-progress", action="store_true",
                         help="hide the progress bars (also TFDS's while it builds a dataset)")
+    parser.add_argument("--random-crop", action="store_true",
+                        help=f"augment the training images (CIFAR-10's recipe): a random crop of "
+                             f"the image zero-padded by {CIFAR_CROP_PADDING} pixels, offsets drawn "
+                             "per image and epoch from the run's seed, the same in torch and JAX; "
+                             "the test set is never augmented (default: off)")
+    parser.add_argument("--hflip", action="store_true",
+                        help="augment the training images (CIFAR-10's recipe): mirror each one "
+                             "left to right with probability 0.5, drawn per image and epoch from "
+                             "the run's seed, the same in torch and JAX (default: off)")
     if framework == "torch":
         parser.add_argument("--device", default=None,
                             help="torch device (default: cuda if available, else cpu)")
+        parser.add_argument("--compile", action="store_true",
+                            help="fuse the SCS layers' elementwise work with torch.compile "
+                                 "(scs_torch.compiled; needs a C++ compiler, tens of seconds of "
+                                 "compilation at the first step, then faster steps); the same "
+                                 "maths up to float rounding, so a run may be resumed with or "
+                                 "without it (default: off, unless SCS_TORCH_COMPILE=1)")
     args = parser.parse_args(argv)
     if args.no_checksum and args.data_dir is None:
         parser.error("--no-checksum needs --data-dir (it only applies to local files)")
@@ -187,13 +208,22 @@ def _code_version() -> str | None:
         return None
 
 
+def _augment_plan(args, data, seed: int) -> AugmentPlan:
+    """The run's augmentation as the flags ask (a plan that does nothing without them)."""
+    return AugmentPlan(len(data.train_labels), tuple(data.train_images.shape[1:3]), seed,
+                       crop_padding=CIFAR_CROP_PADDING if args.random_crop else 0,
+                       hflip=args.hflip)
+
+
 def _make_trainer(framework, architecture, schedule, data, seed, args):
-    common = dict(seed=seed, batch_size=args.batch_size)
+    common = dict(seed=seed, batch_size=args.batch_size, augment=_augment_plan(args, data, seed))
     if framework == "torch":
         from .train_torch import TorchTrainer
 
+        # Without --compile, None leaves the choice to SCS_TORCH_COMPILE.
         return TorchTrainer(architecture, schedule, data.train_images, data.train_labels,
-                            device=args.device, **common)
+                            device=args.device, compile_kernels=True if args.compile else None,
+                            **common)
     from .train_jax import JaxTrainer
 
     return JaxTrainer(architecture, schedule, data.train_images, data.train_labels, **common)
@@ -221,13 +251,19 @@ def data_fingerprint(data) -> str:
 
 
 def run_settings(args, data, plan: BatchPlan, schedule, data_sha256: str) -> dict:
-    """The ``settings`` of a run's record: everything that decides its numbers."""
+    """The ``settings`` of a run's record: everything that decides its numbers.
+
+    ``random_crop_padding`` (0: no crop) and ``hflip`` record the augmentation.
+    A torch run's ``train_run`` adds ``torch_compile`` (whether the fused
+    kernels ran; not compared on resume).
+    """
     return {
         "epochs": args.epochs, "batch_size": args.batch_size, "max_lr": args.max_lr,
         "optimizer": "adam", "schedule": "one-cycle (torch OneCycleLR defaults)",
         "pct_start": schedule.pct_start, "steps_per_epoch": plan.steps_per_epoch,
         "train_examples": len(data.train_labels), "test_examples": len(data.test_labels),
         "dtype": "float32", "data_source": data.source, "data_sha256": data_sha256,
+        **_augment_plan(args, data, plan.seed).settings(),
     }
 
 
@@ -257,11 +293,12 @@ def train_run(framework, architecture, data, args, run_index: int, progress: boo
     trainer = _make_trainer(framework, architecture, schedule, data, seed, args)
     if data_sha256 is None:
         data_sha256 = data_fingerprint(data)
+    compiled = {"torch_compile": trainer.compile_kernels} if framework == "torch" else {}
     if resume is None:
         record = {
             "schema": results_store.SCHEMA_VERSION, "dataset": data.name, "version": args.version,
             "framework": framework, "run_index": run_index, "seed": seed,
-            "settings": run_settings(args, data, plan, schedule, data_sha256),
+            "settings": {**run_settings(args, data, plan, schedule, data_sha256), **compiled},
             "epochs": [],
             "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "packages": _packages(),
@@ -278,6 +315,7 @@ def train_run(framework, architecture, data, args, run_index: int, progress: boo
             "after_epoch": resume.epoch,
             "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "code": _code_version(),
+            **compiled,
         })
     start_epoch = len(record["epochs"])
     step = start_epoch * plan.steps_per_epoch
@@ -285,6 +323,7 @@ def train_run(framework, architecture, data, args, run_index: int, progress: boo
         start = time.perf_counter()
         loss_sum, correct = 0.0, 0
         batches = plan.batches(epoch)
+        trainer.set_epoch(epoch)  # picks the epoch's augmentation
         bar = tqdm(batches, desc=f"run {run_index} epoch {epoch + 1}/{args.epochs}",
                    leave=False, disable=not progress, unit="batch", file=sys.stderr)
         for batch_number, indices in enumerate(bar):
@@ -353,7 +392,12 @@ _RESUME_SETTINGS = {
     "steps_per_epoch": "--batch-size / the data", "train_examples": "--limit-train / the data",
     "test_examples": "--limit-test / the data",
     "data_sha256": "--data-dir / --limit-train / --limit-test (the data differ)",
+    "random_crop_padding": "--random-crop", "hflip": "--hflip",
 }
+
+#: What a checkpoint written before a setting existed means by its absence.
+#: (``torch_compile`` is recorded but not compared: it changes float rounding, not the maths.)
+_SETTINGS_BEFORE_THEY_EXISTED = {"random_crop_padding": 0, "hflip": False}
 
 
 def _settings_mismatch(checkpoint: Checkpoint, dataset, framework, args, data, data_sha256) -> list[str]:
@@ -368,9 +412,10 @@ def _settings_mismatch(checkpoint: Checkpoint, dataset, framework, args, data, d
     then = saved.get("settings") or {}
     problems = []
     for key, flag in _RESUME_SETTINGS.items():
-        if then.get(key) != now[key]:
+        saved_value = then.get(key, _SETTINGS_BEFORE_THEY_EXISTED.get(key))
+        if saved_value != now[key]:
             where = f" ({flag})" if flag else ""
-            problems.append(f"{key} {then.get(key)!r} in the checkpoint, {now[key]!r} now{where}")
+            problems.append(f"{key} {saved_value!r} in the checkpoint, {now[key]!r} now{where}")
     for key, value in (("dataset", dataset), ("framework", framework), ("seed", seed)):
         if saved.get(key) != value:
             where = " (--seed)" if key == "seed" else ""

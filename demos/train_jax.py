@@ -4,7 +4,11 @@ The twin of :mod:`demos.train_torch`, with the same methods in the same order.
 Never imports torch. The model is split once (``nnx.split``) and the step is a
 pure function of (parameters, optimizer state) under ``jax.jit``, compiled once:
 every batch has the same shape, the last partial batch being padded and
-masked out of the loss. The training set lives on the default device
+masked out of the loss. With augmentation (:mod:`demos.augment`) the step
+also takes the batch's crop/flip gather indices, fixed-shape arrays padded
+like the batch, and gathers the augmented images on the device inside the
+compiled step; whether it does is fixed at construction, so it is still
+compiled once. The training set lives on the default device
 (``jax.device_put``); nothing assumes a CPU.
 """
 
@@ -17,6 +21,7 @@ import optax
 from flax import nnx
 
 from .architectures import Architecture
+from .augment import AugmentPlan, active_plan, check_epoch
 from .build_jax import build_jax_model
 from .optim import OneCycle, make_optax_optimizer
 
@@ -29,6 +34,21 @@ def default_device() -> str:
     """The platform and kind of JAX's default device, e.g. ``"cpu"`` or ``"gpu NVIDIA H100"``."""
     device = jax.devices()[0]
     return f"{device.platform} {getattr(device, 'device_kind', '')}".strip()
+
+
+def _gather_batch(images, index, rows, cols, padding: int):
+    """``images[index]`` (NHWC), zero-padded by ``padding`` and gathered at ``rows``/``cols``.
+
+    ``rows``/``cols`` (``(B, H)``/``(B, W)`` ints, :func:`demos.augment.gather_indices`)
+    ``None``: no augmentation, the plain batch.
+    """
+    x = images[index]
+    if rows is None:
+        return x
+    if padding:
+        x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    batch = jnp.arange(x.shape[0])[:, None, None]
+    return x[batch, rows[:, :, None], cols[:, None, :]]
 
 
 def _masked_loss(graphdef, params, x, y, mask):
@@ -51,6 +71,14 @@ class JaxTrainer:
         dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``).
         batch_size: the fixed batch shape of the compiled steps (training and
             evaluation); smaller batches are padded to it and masked.
+        augment: the run's random crops / flips (:class:`demos.augment.AugmentPlan`,
+            built for these images); ``None`` or a plan that does nothing: no
+            augmentation. When it is enabled, :meth:`set_epoch` must be called
+            before :meth:`train_step`.
+
+    Raises:
+        ValueError: a bad ``dtype`` (or float64 without x64), or an ``augment``
+            plan made for other images.
     """
 
     framework = "jax"
@@ -65,6 +93,7 @@ class JaxTrainer:
         seed: int,
         dtype: str = "float32",
         batch_size: int,
+        augment: AugmentPlan | None = None,
     ):
         if dtype not in _DTYPES:
             raise ValueError(f"dtype: expected one of {list(_DTYPES)}, got {dtype!r}")
@@ -72,6 +101,8 @@ class JaxTrainer:
             raise ValueError("dtype: 'float64' needs jax.config.update('jax_enable_x64', True) first")
         self.dtype = jnp.dtype(dtype)
         self.batch_size = int(batch_size)
+        self.augment = active_plan(augment, train_images)
+        self.epoch: int | None = None
         model = build_jax_model(architecture, rngs=nnx.Rngs(seed), param_dtype=self.dtype)
         self.graphdef, self.params = nnx.split(model)
         self.tx = make_optax_optimizer(schedule)
@@ -81,9 +112,13 @@ class JaxTrainer:
         self._eval_cache: tuple = (None, None)
 
         graphdef, tx = self.graphdef, self.tx
+        padding = 0 if self.augment is None else self.augment.crop_padding
 
-        def train_step(params, opt_state, images, labels, index, mask):
-            x, y = images[index], labels[index]
+        def gather_batch(images, index, rows, cols):
+            return _gather_batch(images, index, rows, cols, padding)
+
+        def train_step(params, opt_state, images, labels, index, rows, cols, mask):
+            x, y = gather_batch(images, index, rows, cols), labels[index]
             (loss, correct), grads = jax.value_and_grad(
                 lambda p: _masked_loss(graphdef, p, x, y, mask), has_aux=True
             )(params)
@@ -95,6 +130,7 @@ class JaxTrainer:
             losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
             return jnp.sum(losses * mask), jnp.sum((jnp.argmax(logits, -1) == y) * mask)
 
+        self._batch_images = jax.jit(gather_batch)
         self._train_step = jax.jit(train_step, donate_argnums=(0, 1))
         self._eval_step = jax.jit(eval_step)
 
@@ -113,11 +149,59 @@ class JaxTrainer:
         mask[:n] = 1
         return index, mask
 
+    def _augment_indices(self, indices: np.ndarray):
+        """The padded batch's int32 ``(batch_size, H)``, ``(batch_size, W)`` gather indices.
+
+        ``(None, None)`` without augmentation.
+        """
+        if self.augment is None:
+            return None, None
+        # epoch None (set_epoch not called): batch_indices raises. Padding rows
+        # keep the uncropped window (any valid index would do: they are masked out).
+        rows, cols = self.augment.batch_indices(np.asarray(indices), self.epoch)
+        pad = self.augment.crop_padding
+        n, height, width = len(rows), self.augment.height, self.augment.width
+        rows_full = np.tile(np.arange(pad, pad + height, dtype=np.int32), (self.batch_size, 1))
+        cols_full = np.tile(np.arange(pad, pad + width, dtype=np.int32), (self.batch_size, 1))
+        rows_full[:n], cols_full[:n] = rows, cols
+        return rows_full, cols_full
+
+    def set_epoch(self, epoch: int) -> None:
+        """The 0-based epoch the next training steps belong to (it picks their augmentation).
+
+        Raises:
+            ValueError: ``epoch`` is not a non-negative int.
+        """
+        self.epoch = check_epoch(epoch)
+
+    def augmented_batch(self, indices: np.ndarray) -> np.ndarray:
+        """The images :meth:`train_step` would train on for ``indices`` now, as NHWC numpy.
+
+        Returns:
+            ``(B, H, W, C)`` in the trainer's dtype: the stored images, cropped and
+            flipped on the device as ``augment`` says for the epoch of
+            :meth:`set_epoch` (unchanged without augmentation), by the same
+            gather the compiled training step runs.
+
+        Raises:
+            ValueError: augmentation is on and no epoch was set, or bad ``indices``.
+        """
+        index, _ = self._pad(indices)
+        rows, cols = self._augment_indices(indices)
+        return np.asarray(self._batch_images(self.images, index, rows, cols))[: len(indices)].copy()
+
     def train_step(self, indices: np.ndarray) -> tuple[float, int]:
-        """One Adam step on the examples ``indices``; returns (mean loss, correct predictions)."""
+        """One Adam step on the examples ``indices``; returns (mean loss, correct predictions).
+
+        With augmentation the images are those of :meth:`augmented_batch`.
+
+        Raises:
+            ValueError: augmentation is on and no epoch was set (:meth:`set_epoch`).
+        """
         index, mask = self._pad(indices)
+        rows, cols = self._augment_indices(indices)
         self.params, self.opt_state, loss, correct = self._train_step(
-            self.params, self.opt_state, self.images, self.labels, index, mask
+            self.params, self.opt_state, self.images, self.labels, index, rows, cols, mask
         )
         return float(loss), int(correct)
 

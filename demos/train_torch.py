@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .architectures import Architecture
+from .augment import AugmentPlan, active_plan, check_epoch
 from .build_torch import build_torch_model
 from .optim import OneCycle, make_torch_optimizer
 
@@ -41,7 +42,15 @@ class TorchTrainer:
         compile_kernels: fuse the SCS layers' elementwise work with ``torch.compile``
             (:mod:`scs_torch.compiled`, process-wide, needs a C++ compiler, tens
             of seconds of compilation at the first step); ``None`` reads the
-            environment variable ``SCS_TORCH_COMPILE`` (``1`` enables).
+            environment variable ``SCS_TORCH_COMPILE`` (``1`` enables). The
+            resolved choice is kept as :attr:`compile_kernels`.
+        augment: the run's random crops / flips (:class:`demos.augment.AugmentPlan`,
+            built for these images); ``None`` or a plan that does nothing: no
+            augmentation. When it is enabled, :meth:`set_epoch` must be called
+            before :meth:`train_step`.
+
+    Raises:
+        ValueError: a bad ``dtype``, or an ``augment`` plan made for other images.
 
     On CPU the model and the images use the channels-last memory format
     (NHWC strides): the convolutions, max-pooling and the SCS layers' pooling
@@ -62,14 +71,18 @@ class TorchTrainer:
         batch_size: int,
         device: str | None = None,
         compile_kernels: bool | None = None,
+        augment: AugmentPlan | None = None,
     ):
         if dtype not in _DTYPES:
             raise ValueError(f"dtype: expected one of {sorted(_DTYPES)}, got {dtype!r}")
         self.dtype = _DTYPES[dtype]
         self.batch_size = int(batch_size)
+        self.augment = active_plan(augment, train_images)
+        self.epoch: int | None = None
         self.device = torch.device(device or default_device())
         if compile_kernels is None:
             compile_kernels = os.environ.get("SCS_TORCH_COMPILE", "") == "1"
+        self.compile_kernels = bool(compile_kernels)
         if compile_kernels:
             import scs_torch.compiled
 
@@ -87,10 +100,51 @@ class TorchTrainer:
         nchw = np.ascontiguousarray(np.asarray(images).transpose(0, 3, 1, 2))
         return torch.from_numpy(nchw).to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
 
-    def train_step(self, indices: np.ndarray) -> tuple[float, int]:
-        """One Adam step on the examples ``indices``; returns (mean loss, correct predictions)."""
+    def _batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (augmented) training images ``(B, C, H, W)`` and labels of ``indices``, on the device."""
         index = torch.from_numpy(np.asarray(indices, np.int64)).to(self.device)
-        x, y = self.images[index], self.labels[index]
+        x = self.images[index]
+        if self.augment is not None:  # epoch None (set_epoch not called): batch_indices raises
+            rows, cols = (torch.from_numpy(a).to(self.device)
+                          for a in self.augment.batch_indices(np.asarray(indices), self.epoch))
+            pad = self.augment.crop_padding
+            nhwc = F.pad(x.permute(0, 2, 3, 1), (0, 0, pad, pad, pad, pad))
+            batch = torch.arange(len(index), device=self.device)[:, None, None]
+            x = nhwc[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+            x = x.contiguous(memory_format=self.memory_format)
+        return x, self.labels[index]
+
+    def set_epoch(self, epoch: int) -> None:
+        """The 0-based epoch the next training steps belong to (it picks their augmentation).
+
+        Raises:
+            ValueError: ``epoch`` is not a non-negative int.
+        """
+        self.epoch = check_epoch(epoch)
+
+    def augmented_batch(self, indices: np.ndarray) -> np.ndarray:
+        """The images :meth:`train_step` would train on for ``indices`` now, as NHWC numpy.
+
+        Returns:
+            ``(B, H, W, C)`` in the trainer's dtype: the stored images, cropped and
+            flipped on the device as ``augment`` says for the epoch of
+            :meth:`set_epoch` (unchanged without augmentation).
+
+        Raises:
+            ValueError: augmentation is on and no epoch was set, or bad ``indices``.
+        """
+        x, _ = self._batch(indices)
+        return x.permute(0, 2, 3, 1).cpu().numpy().copy()
+
+    def train_step(self, indices: np.ndarray) -> tuple[float, int]:
+        """One Adam step on the examples ``indices``; returns (mean loss, correct predictions).
+
+        With augmentation the images are those of :meth:`augmented_batch`.
+
+        Raises:
+            ValueError: augmentation is on and no epoch was set (:meth:`set_epoch`).
+        """
+        x, y = self._batch(indices)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.model(x)
