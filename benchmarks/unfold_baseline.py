@@ -104,8 +104,17 @@ def jax_two_pool_max_abs(x, kernel_size=2, stride=None, ceil_mode=False):
     return jnp.where(largest >= smallest_negated, largest, -smallest_negated)
 
 
+def _then_pool(scs, pool):
+    """The fused layer-and-pool entry point done the reference's way: the layer, then the pool."""
+
+    def layer_then_pool(*args, pool_kernel_size=2, pool_stride=None, ceil_mode=False):
+        return pool(scs(*args), pool_kernel_size, pool_stride, ceil_mode)
+
+    return layer_then_pool
+
+
 def _shim(real, **overrides):
-    """A stand-in for a functional module: ``real``'s names, two of them replaced."""
+    """A stand-in for a functional module: ``real``'s names, some of them replaced."""
     names = {name: getattr(real, name) for name in dir(real) if not name.startswith("__")}
     return types.SimpleNamespace(**{**names, **overrides})
 
@@ -116,7 +125,12 @@ def patched_torch():
     import scs_torch.layers as layers
 
     real = layers.SF
-    layers.SF = _shim(real, sharpened_cosine_similarity=torch_unfold_scs, max_abs_pool=torch_two_pool_max_abs)
+    layers.SF = _shim(
+        real,
+        sharpened_cosine_similarity=torch_unfold_scs,
+        max_abs_pool=torch_two_pool_max_abs,
+        sharpened_cosine_similarity_max_abs_pool=_then_pool(torch_unfold_scs, torch_two_pool_max_abs),
+    )
     try:
         yield
     finally:
@@ -129,7 +143,12 @@ def patched_jax():
     import scs_jax.layers as layers
 
     real = layers.SF
-    layers.SF = _shim(real, sharpened_cosine_similarity=jax_unfold_scs, max_abs_pool=jax_two_pool_max_abs)
+    layers.SF = _shim(
+        real,
+        sharpened_cosine_similarity=jax_unfold_scs,
+        max_abs_pool=jax_two_pool_max_abs,
+        sharpened_cosine_similarity_max_abs_pool=_then_pool(jax_unfold_scs, jax_two_pool_max_abs),
+    )
     try:
         yield
     finally:

@@ -21,7 +21,35 @@ from scs_jax import functional as SF
 
 from . import architectures as A
 
-__all__ = ["build_jax_model", "parameter_layers", "FlattenChannelsFirst", "MaxPool", "torch_default_init"]
+__all__ = [
+    "build_jax_model", "parameter_layers", "PoolFusingSequential", "FlattenChannelsFirst", "MaxPool",
+    "torch_default_init",
+]
+
+
+class PoolFusingSequential(nnx.Sequential):
+    """``nnx.Sequential`` that runs each SCS layer followed by a MaxAbsPool as one fused call.
+
+    ``layer(x, pool=next_layer)`` (:func:`scs_jax.functional.sharpened_cosine_similarity_max_abs_pool`)
+    gives the values of ``next_layer(layer(x))`` (up to how rounding ties are
+    broken, see there) with the sharpening done on
+    the pooled elements only. The layers and the state are those of a plain
+    ``nnx.Sequential``. The twin of ``build_torch.PoolFusingSequential``.
+    """
+
+    def __call__(self, x):
+        layers = list(self.layers)
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            following = layers[i + 1] if i + 1 < len(layers) else None
+            if isinstance(layer, SharpenedCosineSimilarity) and isinstance(following, MaxAbsPool):
+                x = layer(x, pool=following)
+                i += 2
+            else:
+                x = layer(x)
+                i += 1
+        return x
 
 
 def torch_default_init(fan_in: int):
@@ -86,9 +114,9 @@ def _build_layer(spec, param_dtype, rngs: nnx.Rngs):
 
 def build_jax_model(
     architecture: A.Architecture, *, rngs: nnx.Rngs, param_dtype=jnp.float32
-) -> nnx.Sequential:
-    """The architecture as ``nnx.Sequential``: input ``(N, H, W, C)`` -> logits ``(N, classes)``."""
-    return nnx.Sequential(*(_build_layer(spec, param_dtype, rngs) for spec in architecture.layers))
+) -> PoolFusingSequential:
+    """The architecture as a :class:`PoolFusingSequential`: input ``(N, H, W, C)`` -> logits ``(N, classes)``."""
+    return PoolFusingSequential(*(_build_layer(spec, param_dtype, rngs) for spec in architecture.layers))
 
 
 def parameter_layers(model: nnx.Sequential) -> list:

@@ -12,7 +12,33 @@ from scs_torch import MaxAbsPool2d, SharpenedCosineSimilarity2d
 
 from . import architectures as A
 
-__all__ = ["build_torch_model", "parameter_layers"]
+__all__ = ["build_torch_model", "parameter_layers", "PoolFusingSequential"]
+
+
+class PoolFusingSequential(nn.Sequential):
+    """``nn.Sequential`` that runs each SCS layer followed by a MaxAbsPool as one fused call.
+
+    ``layer(x, pool=next_layer)`` (:func:`scs_torch.functional.sharpened_cosine_similarity_max_abs_pool`)
+    gives the values of ``next_layer(layer(x))`` (up to how rounding ties are
+    broken, see there) with the sharpening done on
+    the pooled elements only. The modules, their order and the state dict are
+    those of a plain ``nn.Sequential``; iterating over the model still visits
+    both layers of a pair. The twin of ``build_jax.PoolFusingSequential``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layers = list(self)
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            following = layers[i + 1] if i + 1 < len(layers) else None
+            if isinstance(layer, SharpenedCosineSimilarity2d) and isinstance(following, MaxAbsPool2d):
+                x = layer(x, pool=following)
+                i += 2
+            else:
+                x = layer(x)
+                i += 1
+        return x
 
 
 def _build_layer(spec, factory: dict) -> nn.Module:
@@ -39,13 +65,13 @@ def _build_layer(spec, factory: dict) -> nn.Module:
 
 def build_torch_model(
     architecture: A.Architecture, *, dtype: torch.dtype | None = None, device=None
-) -> nn.Sequential:
-    """The architecture as ``nn.Sequential``: input ``(N, C, H, W)`` -> logits ``(N, classes)``.
+) -> PoolFusingSequential:
+    """The architecture as a :class:`PoolFusingSequential`: input ``(N, C, H, W)`` -> logits ``(N, classes)``.
 
     Parameters are drawn from torch's global RNG (seed it with ``torch.manual_seed``).
     """
     factory = {"dtype": dtype, "device": device}
-    return nn.Sequential(*(_build_layer(spec, factory) for spec in architecture.layers))
+    return PoolFusingSequential(*(_build_layer(spec, factory) for spec in architecture.layers))
 
 
 def parameter_layers(model: nn.Sequential) -> list[nn.Module]:

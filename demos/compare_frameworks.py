@@ -47,6 +47,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
         sys.path.insert(0, _REPO_ROOT)
 
 from demos import results_store as rs  # noqa: E402
+from demos import runner  # noqa: E402
 from demos.runner import _positive_float, _positive_int, _version  # noqa: E402
 
 __all__ = ["parse_args", "compare", "format_report", "write_report", "main",
@@ -54,7 +55,8 @@ __all__ = ["parse_args", "compare", "format_report", "write_report", "main",
 
 #: Settings every compared run must share (keys of ``record["settings"]``).
 COMPARED_SETTINGS = ("epochs", "batch_size", "max_lr", "optimizer", "schedule", "pct_start",
-                     "steps_per_epoch", "train_examples", "test_examples", "dtype")
+                     "steps_per_epoch", "train_examples", "test_examples", "dtype",
+                     "random_crop_padding", "hflip")
 
 #: The reference recipe (issue 3: N >= 5 runs, E >= 5 epochs, batch 1024, max_lr 0.01).
 REFERENCE = {"runs": 5, "epochs": 5, "batch_size": 1024, "max_lr": 0.01}
@@ -149,7 +151,7 @@ def train_missing(args, train_demo=None) -> None:
 
 
 def _settings_key(record: dict) -> tuple:
-    settings = record["settings"]
+    settings = {**runner.SETTINGS_BEFORE_THEY_EXISTED, **record["settings"]}
     return tuple((k, settings.get(k)) for k in COMPARED_SETTINGS)
 
 

@@ -397,7 +397,7 @@ _RESUME_SETTINGS = {
 
 #: What a checkpoint written before a setting existed means by its absence.
 #: (``torch_compile`` is recorded but not compared: it changes float rounding, not the maths.)
-_SETTINGS_BEFORE_THEY_EXISTED = {"random_crop_padding": 0, "hflip": False}
+SETTINGS_BEFORE_THEY_EXISTED = {"random_crop_padding": 0, "hflip": False}
 
 
 def _settings_mismatch(checkpoint: Checkpoint, dataset, framework, args, data, data_sha256) -> list[str]:
@@ -412,7 +412,7 @@ def _settings_mismatch(checkpoint: Checkpoint, dataset, framework, args, data, d
     then = saved.get("settings") or {}
     problems = []
     for key, flag in _RESUME_SETTINGS.items():
-        saved_value = then.get(key, _SETTINGS_BEFORE_THEY_EXISTED.get(key))
+        saved_value = then.get(key, SETTINGS_BEFORE_THEY_EXISTED.get(key))
         if saved_value != now[key]:
             where = f" ({flag})" if flag else ""
             problems.append(f"{key} {saved_value!r} in the checkpoint, {now[key]!r} now{where}")

@@ -204,28 +204,35 @@ def jax_twin(torch_layer, dtype):
     return jax_convert.from_numpy(layer, torch_convert.to_numpy(torch_layer))
 
 
-def torch_scs_run(layer, x, g):
-    """Output and gradients (upstream ``g``) of a torch SCS layer, numpy NCHW / torch layout."""
+def torch_scs_run(layer, x, g, pool=None):
+    """Output and gradients (upstream ``g``) of a torch SCS layer, numpy NCHW / torch layout.
+
+    ``pool``: ``(kernel_size, stride, ceil_mode)`` of a MaxAbsPool fused into
+    the layer's call (``layer(x, pool=...)``), or ``None``.
+    """
     dtype = layer.weight.dtype
     xt = torch.tensor(x, dtype=dtype, requires_grad=True)
-    out = layer(xt)
+    out = layer(xt) if pool is None else layer(xt, pool=scs_torch.MaxAbsPool2d(*pool))
     params = [layer.weight, layer.p, layer.q]
     grads = torch.autograd.grad(out, [xt, *params], torch.tensor(g, dtype=dtype))
     names = ("x", "weight", "p", "q")
     return {"out": out.detach().numpy(), **{n: gr.numpy() for n, gr in zip(names, grads)}}
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _jax_vjp(graphdef, state, x, g):
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _jax_vjp(graphdef, state, x, g, pool=None):
     def forward(state, x):
-        return nnx.merge(graphdef, state)(x)
+        module = nnx.merge(graphdef, state)
+        return module(x) if pool is None else module(x, pool=scs_jax.MaxAbsPool(*pool))
 
     out, vjp = jax.vjp(forward, state, x)
     return (out, *vjp(g))
 
 
-def jax_vjp(module, x, g):
+def jax_vjp(module, x, g, pool=None):
     """``(output, state gradients, input gradient)`` of an NNX module for upstream ``g`` (NHWC).
+
+    ``pool``: as for :func:`torch_scs_run` (SCS layers only).
 
     One ``jax.jit`` per graph structure and shapes, cached for the session:
     XLA's per-shape compile is the suite's main cost (eager dispatch compiles
@@ -233,18 +240,18 @@ def jax_vjp(module, x, g):
     shapes where they can.
     """
     graphdef, state = nnx.split(module)
-    out, g_state, g_x = _jax_vjp(graphdef, state, x, g)
+    out, g_state, g_x = _jax_vjp(graphdef, state, x, g, pool)
     return out, nnx.to_pure_dict(g_state), g_x
 
 
-def jax_scs_run(layer, x, g):
+def jax_scs_run(layer, x, g, pool=None):
     """Output and gradients of a JAX SCS layer, converted to torch layouts (NCHW, (O, I, kH, kW)).
 
-    ``x`` and ``g`` are NCHW numpy arrays.
+    ``x`` and ``g`` are NCHW numpy arrays; ``pool`` as for :func:`torch_scs_run`.
     """
     dtype = layer.kernel[...].dtype
     xj = jnp.asarray(nchw_to_nhwc(x), dtype=dtype)
-    out, g_state, g_x = jax_vjp(layer, xj, jnp.asarray(nchw_to_nhwc(g), dtype=dtype))
+    out, g_state, g_x = jax_vjp(layer, xj, jnp.asarray(nchw_to_nhwc(g), dtype=dtype), pool)
     assert out.dtype == dtype, f"JAX output dtype {out.dtype}, expected {dtype}"
     return {
         "out": nhwc_to_nchw(np.asarray(out)),
@@ -269,12 +276,19 @@ def flush_subnormals(results: dict, dtype: str) -> dict:
     return {k: np.where(np.abs(v) < tiny, 0.0, v) for k, v in results.items()}
 
 
-def output_shape(torch_layer, x_shape):
+def output_shape(torch_layer, x_shape, pool=None):
+    """NCHW output shape of ``torch_layer`` on ``x_shape``, after ``pool`` (as for :func:`torch_scs_run`)."""
     (pt, pb), (pl, pr) = torch_layer.padding
     kh, kw = torch_layer.kernel_size
     sh, sw = torch_layer.stride
     n, _, h, w = x_shape
-    return (n, torch_layer.out_channels, (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1)
+    h, w = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+    if pool is not None:
+        kernel, stride, ceil_mode = pool
+        (ph, pw), (qh, qw) = (scs_torch.functional._pair("pool", v) for v in (kernel, stride))
+        h = scs_torch.functional.pool_output_size(h, ph, qh, ceil_mode)
+        w = scs_torch.functional.pool_output_size(w, pw, qw, ceil_mode)
+    return (n, torch_layer.out_channels, h, w)
 
 
 #: float32 quantities compared by accuracy instead of directly (label -> count),
@@ -311,18 +325,19 @@ def check_float32(actual, expected, tol: float, what: str, truth, *, kind: str, 
     ILL_CONDITIONED[what] = ILL_CONDITIONED.get(what, 0) + 1
 
 
-def compare_scs(torch_layer, x, g, dtype, label, *, nonfinite=False):
+def compare_scs(torch_layer, x, g, dtype, label, *, nonfinite=False, pool=None):
     """Run both twins on ``x`` with upstream ``g`` (NCHW numpy) and assert every quantity agrees.
 
-    float32 quantities go through :func:`check_float32`. Returns the torch
-    results (dict of numpy arrays).
+    float32 quantities go through :func:`check_float32`. ``pool``
+    (``(kernel_size, stride, ceil_mode)``) fuses a MaxAbsPool into both
+    layers' calls. Returns the torch results (dict of numpy arrays).
     """
-    expected = flush_subnormals(torch_scs_run(torch_layer, x, g), dtype)
+    expected = flush_subnormals(torch_scs_run(torch_layer, x, g, pool), dtype)
     with jax_precision(dtype):
-        actual = flush_subnormals(jax_scs_run(jax_twin(torch_layer, dtype), x, g), dtype)
+        actual = flush_subnormals(jax_scs_run(jax_twin(torch_layer, dtype), x, g, pool), dtype)
     check = assert_close_nonfinite if nonfinite else assert_close
     tol = TOLERANCES[dtype]
-    truth = functools.cache(lambda: flush_subnormals(_float64_twin_run(torch_layer, x, g), dtype))
+    truth = functools.cache(lambda: flush_subnormals(_float64_twin_run(torch_layer, x, g, pool), dtype))
     for name in ("out", "x", "weight", "p", "q"):
         kind = "output" if name == "out" else "grad"
         what = f"{label} {dtype} {'output' if name == 'out' else 'd/d' + name}"
@@ -334,7 +349,7 @@ def compare_scs(torch_layer, x, g, dtype, label, *, nonfinite=False):
     return expected
 
 
-def _float64_twin_run(torch_layer, x, g):
+def _float64_twin_run(torch_layer, x, g, pool=None):
     layer = scs_torch.SharpenedCosineSimilarity2d(
         torch_layer.in_channels, torch_layer.out_channels, torch_layer.kernel_size, torch_layer.stride,
         torch_layer.padding, torch_layer.groups, dtype=torch.float64,
@@ -342,7 +357,7 @@ def _float64_twin_run(torch_layer, x, g):
     with torch.no_grad():
         for name, param in layer.named_parameters():
             param.copy_(getattr(torch_layer, name).double())
-    return torch_scs_run(layer, np.float32(x).astype(np.float64), np.float32(g).astype(np.float64))
+    return torch_scs_run(layer, np.float32(x).astype(np.float64), np.float32(g).astype(np.float64), pool)
 
 
 def _finite_error(actual, expected):

@@ -126,6 +126,18 @@ def test_runs_with_different_settings_are_refused(tmp_path, capsys):
     assert not report_path(tmp_path).exists()
 
 
+def test_augmented_runs_are_not_compared_with_plain_ones(tmp_path, capsys):
+    """Records from before the augmentation flags (no keys) count as unaugmented."""
+    save(tmp_path, "torch", TORCH)  # no augmentation keys at all (like results/…/v1)
+    save(tmp_path, "jax", JAX[:3], random_crop_padding=0, hflip=False)
+    assert cf.main([VERSION, "--results-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    save(tmp_path, "jax", JAX[3:], start=3, random_crop_padding=4, hflip=True)
+    assert cf.main([VERSION, "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "do not share their settings" in err and "random_crop_padding=4" in err and "hflip=True" in err
+
+
 def test_non_reference_settings_are_flagged(tmp_path, capsys):
     save(tmp_path, "torch", TORCH[:3], batch_size=256)
     save(tmp_path, "jax", JAX[:3], batch_size=256)

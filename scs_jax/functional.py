@@ -54,6 +54,7 @@ __all__ = [
     "pool_output_size",
     "sharpened_cosine_similarity",
     "max_abs_pool",
+    "sharpened_cosine_similarity_max_abs_pool",
 ]
 
 #: ``p = (p_param / P_SCALE)²``; the reference's ``p_scale``.
@@ -224,6 +225,71 @@ def _sharpen_backward(eps, residuals, grad):
 _sharpen.defvjp(_sharpen_forward, _sharpen_backward)
 
 
+def _cosine(dot, norm):
+    """``dot / norm`` (the fused layer-and-pool's first step), the twin of ``scs_torch``'s
+    ``_Cosine``; XLA fuses the division's derivatives, so autodiff suffices here."""
+    return dot / norm
+
+
+def _similarity_terms(x, kernel, p, q, stride, padding, groups, eps: float, precision, what: str):
+    """Checks the arguments; returns ``s·k / (‖k‖ + q)`` ``(N, H', W', G, C_out // G)``,
+    ``‖s‖ + q`` ``(N, H', W', G, 1)`` and the exponent ``(G, C_out // G)``."""
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"feature_group_count: expected a positive int, got {groups!r}")
+    if len(kernel.shape) != 4:
+        raise ValueError(
+            "kernel: expected a 4-D array (kH, kW, C_in // feature_group_count, C_out), "
+            f"got shape {tuple(kernel.shape)}"
+        )
+    kh, kw, group_in, out_features = kernel.shape
+    if out_features % groups:
+        raise ValueError(
+            f"feature_group_count: out_features ({out_features}) must be divisible by "
+            f"feature_group_count, got {groups}"
+        )
+    _check_input(x, group_in * groups, what)
+    sh, sw = _positive_pair("stride", stride)
+    pads = resolve_padding(padding, (kh, kw), (sh, sw))
+    (pt, pb), (pl, pr) = pads
+    n, h, w, c = x.shape
+    if h + pt + pb < kh or w + pl + pr < kw:
+        raise ValueError(
+            f"x: padded spatial size ({h + pt + pb}, {w + pl + pr}) is smaller than "
+            f"kernel_size ({kh}, {kw}); got input shape {tuple(x.shape)}"
+        )
+
+    q_value = jnp.square(q / Q_SCALE)
+    kernel_norm = jnp.sqrt(jnp.square(kernel).sum((0, 1, 2)) + eps) + q_value  # (C_out,)
+    # s · k / (‖k‖ + q) as one convolution with normalised kernels (small arrays).
+    dot = lax.conv_general_dilated(
+        x,
+        kernel / kernel_norm,
+        window_strides=(sh, sw),
+        padding=pads,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=groups,
+        precision=precision,
+    )
+    # ‖s‖²: squares summed over each group's channels, then over each window.
+    square_sum = _sum_minor(jnp.square(x).reshape(n, h, w, groups, c // groups))[..., 0]
+    patch_square = lax.reduce_window(
+        square_sum,
+        np.zeros((), square_sum.dtype),
+        lax.add,
+        (1, kh, kw, 1),
+        (1, sh, sw, 1),
+        ((0, 0), (pt, pb), (pl, pr), (0, 0)),
+    )
+    patch_norm = jnp.sqrt(patch_square + eps) + q_value  # (N, H', W', G)
+
+    per_group = out_features // groups
+    _, h_out, w_out, _ = dot.shape
+    exponent = jnp.square(p / P_SCALE).reshape(groups, per_group)
+    return dot.reshape(n, h_out, w_out, groups, per_group), patch_norm[..., None], exponent
+
+
+
+
 def sharpened_cosine_similarity(
     x,
     kernel,
@@ -265,62 +331,12 @@ def sharpened_cosine_similarity(
 
     The maths is the module docstring's; source: brohrer/sharpened_cosine_similarity_torch.
     """
-    groups = feature_group_count
-    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"feature_group_count: expected a positive int, got {groups!r}")
-    if len(kernel.shape) != 4:
-        raise ValueError(
-            "kernel: expected a 4-D array (kH, kW, C_in // feature_group_count, C_out), "
-            f"got shape {tuple(kernel.shape)}"
-        )
-    kh, kw, group_in, out_features = kernel.shape
-    if out_features % groups:
-        raise ValueError(
-            f"feature_group_count: out_features ({out_features}) must be divisible by "
-            f"feature_group_count, got {groups}"
-        )
-    _check_input(x, group_in * groups, "sharpened_cosine_similarity")
-    sh, sw = _positive_pair("stride", stride)
-    pads = resolve_padding(padding, (kh, kw), (sh, sw))
-    (pt, pb), (pl, pr) = pads
-    n, h, w, c = x.shape
-    if h + pt + pb < kh or w + pl + pr < kw:
-        raise ValueError(
-            f"x: padded spatial size ({h + pt + pb}, {w + pl + pr}) is smaller than "
-            f"kernel_size ({kh}, {kw}); got input shape {tuple(x.shape)}"
-        )
-
-    q_value = jnp.square(q / Q_SCALE)
-    kernel_norm = jnp.sqrt(jnp.square(kernel).sum((0, 1, 2)) + eps) + q_value  # (C_out,)
-    # s · k / (‖k‖ + q) as one convolution with normalised kernels (small arrays).
-    dot = lax.conv_general_dilated(
-        x,
-        kernel / kernel_norm,
-        window_strides=(sh, sw),
-        padding=pads,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=groups,
-        precision=precision,
+    dot, norm, exponent = _similarity_terms(
+        x, kernel, p, q, stride, padding, feature_group_count, eps, precision,
+        "sharpened_cosine_similarity",
     )
-    # ‖s‖²: squares summed over each group's channels, then over each window.
-    square_sum = _sum_minor(jnp.square(x).reshape(n, h, w, groups, c // groups))[..., 0]
-    patch_square = lax.reduce_window(
-        square_sum,
-        np.zeros((), square_sum.dtype),
-        lax.add,
-        (1, kh, kw, 1),
-        (1, sh, sw, 1),
-        ((0, 0), (pt, pb), (pl, pr), (0, 0)),
-    )
-    patch_norm = jnp.sqrt(patch_square + eps) + q_value  # (N, H', W', G)
-
-    per_group = out_features // groups
-    _, h_out, w_out, _ = dot.shape
-    exponent = jnp.square(p / P_SCALE).reshape(groups, per_group)
-    out = _sharpen(
-        dot.reshape(n, h_out, w_out, groups, per_group), patch_norm[..., None], exponent, eps
-    )
-    return out.reshape(n, h_out, w_out, out_features)
+    n, h_out, w_out, groups, per_group = dot.shape
+    return _sharpen(dot, norm, exponent, eps).reshape(n, h_out, w_out, groups * per_group)
 
 
 def max_abs_pool(x, kernel_size=2, stride=None, ceil_mode: bool = False):
@@ -469,3 +485,66 @@ def _max_abs_pool_blocks_backward(kernel_size, stride, out_size, residuals, grad
 
 
 _max_abs_pool_blocks.defvjp(_max_abs_pool_blocks_forward, _max_abs_pool_blocks_backward)
+
+
+def sharpened_cosine_similarity_max_abs_pool(
+    x,
+    kernel,
+    p,
+    q,
+    stride=1,
+    padding=0,
+    feature_group_count: int = 1,
+    eps: float = EPS,
+    precision=None,
+    *,
+    pool_kernel_size=2,
+    pool_stride=None,
+    ceil_mode: bool = False,
+):
+    """``max_abs_pool(sharpened_cosine_similarity(x, ...), ...)`` computed pool first.
+
+    The sharpening ``sign(c) · (|c| + eps) ** p`` keeps the sign and grows with
+    ``|c|`` for every exponent ``p > 0``, so the element of largest magnitude in
+    a window of the output is the element of largest ``|cos|`` there. This
+    function pools the cosines (``+a`` winning ties with ``-a``, the gradient
+    to the first of equal elements, as :func:`max_abs_pool`) and sharpens only
+    the pooled values: a quarter of the elementwise work for 2×2 windows. In
+    exact arithmetic the result is the two-step form's. In floating point the
+    sharpening can give different cosines values of equal magnitude (every
+    ``|c|`` far below ``eps`` gives ``±eps ** p``, since ``|c| + eps`` rounds
+    to ``eps``; ``p < 1`` in float32 merges neighbouring values): the
+    two-step form then breaks the tie by sign (``+a``) and position, this
+    one takes the largest ``|cos|``, so the output has the same magnitude
+    but can have the other sign, and the gradient goes to that element. The
+    twin of ``scs_torch``'s function of the same name.
+
+    Args:
+        x, kernel, p, q, stride, padding, feature_group_count, eps, precision:
+            as :func:`sharpened_cosine_similarity`.
+        pool_kernel_size, pool_stride, ceil_mode: as ``kernel_size``,
+            ``stride`` and ``ceil_mode`` of :func:`max_abs_pool`.
+
+    Returns:
+        ``(N, H_pool, W_pool, C_out)``, the dtype of the arguments.
+
+    Raises:
+        TypeError, ValueError: those of both functions, naming the argument
+        (``pool_kernel_size``/``pool_stride`` for the pool's sizes).
+
+    Source: brohrer/sharpened_cosine_similarity_torch (the layer and its
+    ``MaxAbsPool2d``); the reordering is this project's.
+    """
+    kh, kw = _positive_pair("pool_kernel_size", pool_kernel_size)
+    sh, sw = (kh, kw) if pool_stride is None else _positive_pair("pool_stride", pool_stride)
+    dot, norm, exponent = _similarity_terms(
+        x, kernel, p, q, stride, padding, feature_group_count, eps, precision,
+        "sharpened_cosine_similarity_max_abs_pool",
+    )
+    n, h_out, w_out, groups, per_group = dot.shape
+    cos = _cosine(dot, norm).reshape(n, h_out, w_out, groups * per_group)
+    pooled = max_abs_pool(cos, (kh, kw), (sh, sw), ceil_mode)
+    n, h_pool, w_pool, _ = pooled.shape
+    one = jnp.ones((n, h_pool, w_pool, groups, 1), pooled.dtype)
+    out = _sharpen(pooled.reshape(n, h_pool, w_pool, groups, per_group), one, exponent, eps)
+    return out.reshape(n, h_pool, w_pool, groups * per_group)

@@ -102,14 +102,29 @@ class SharpenedCosineSimilarity(nnx.Module):
         self.p = nnx.Param(jnp.full((out_features,), SF.P_INIT, param_dtype))
         self.q = nnx.Param(jnp.full((1,), SF.Q_INIT, param_dtype))
 
-    def __call__(self, x):
+    def __call__(self, x, pool: MaxAbsPool | None = None):
+        """The layer's output, ``(N, H_out, W_out, out_features)``.
+
+        With ``pool`` (a :class:`MaxAbsPool`), ``pool(self(x))`` computed pool
+        first (:func:`scs_jax.functional.sharpened_cosine_similarity_max_abs_pool`):
+        the same values (up to how rounding ties are broken, see there), about a
+        quarter of the elementwise work for 2×2 windows.
+        """
         SF._check_input(x, self.in_features, type(self).__name__)
         x, kernel, p, q = dtypes.promote_dtype(
             (x, self.kernel[...], self.p[...], self.q[...]), dtype=self.dtype
         )
-        return SF.sharpened_cosine_similarity(
+        if pool is None:
+            return SF.sharpened_cosine_similarity(
+                x, kernel, p, q, self.stride, self.padding, self.feature_group_count, self.eps,
+                self.precision,
+            )
+        if not isinstance(pool, MaxAbsPool):
+            raise TypeError(f"pool: expected a MaxAbsPool or None, got {type(pool).__name__}")
+        return SF.sharpened_cosine_similarity_max_abs_pool(
             x, kernel, p, q, self.stride, self.padding, self.feature_group_count, self.eps,
-            self.precision,
+            self.precision, pool_kernel_size=pool.kernel_size, pool_stride=pool.stride,
+            ceil_mode=pool.ceil_mode,
         )
 
 

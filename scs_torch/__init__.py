@@ -5,7 +5,7 @@ initial distributions, proven identical by the project's parity tests.
 """
 
 from . import convert, functional
-from .functional import max_abs_pool, sharpened_cosine_similarity
+from .functional import max_abs_pool, sharpened_cosine_similarity, sharpened_cosine_similarity_max_abs_pool
 from .layers import MaxAbsPool2d, SharpenedCosineSimilarity2d
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "MaxAbsPool2d",
     "sharpened_cosine_similarity",
     "max_abs_pool",
+    "sharpened_cosine_similarity_max_abs_pool",
     "functional",
     "convert",
 ]

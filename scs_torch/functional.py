@@ -50,6 +50,7 @@ __all__ = [
     "pool_output_size",
     "sharpened_cosine_similarity",
     "max_abs_pool",
+    "sharpened_cosine_similarity_max_abs_pool",
 ]
 
 #: ``p = (p_param / P_SCALE)²``; the reference's ``p_scale``.
@@ -211,12 +212,36 @@ class _Sharpen(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        return (*_KERNELS[1](grad, ctx.saved_tensors, ctx.eps), None)
+        grad_dot, grad_norm, grad_exponent = _KERNELS[1](grad, ctx.saved_tensors, ctx.eps)
+        return grad_dot, grad_norm if ctx.needs_input_grad[1] else None, grad_exponent, None
 
 
 #: The forward and backward functions :class:`_Sharpen` runs (eager torch
 #: operations by default).
 _KERNELS = (_sharpen_forward, _sharpen_backward)
+
+
+class _Cosine(torch.autograd.Function):
+    """``dot / norm`` with a two-pass backward (the fused layer-and-pool's first step).
+
+    ``dot`` is ``(N, G, C_out // G, H', W')``, ``norm`` ``(N, G, 1, H', W')``.
+    ``∂/∂dot = grad / norm`` and ``∂/∂norm = -Σ_channels (grad / norm) · cos``;
+    autograd's division backward makes twice the passes.
+    """
+
+    @staticmethod
+    def forward(ctx, dot, norm):
+        cos = dot / norm
+        ctx.save_for_backward(cos, norm)
+        return cos
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        cos, norm = ctx.saved_tensors
+        grad_dot = grad / norm
+        grad_norm = (grad_dot * cos).sum(2, keepdim=True).neg_() if ctx.needs_input_grad[1] else None
+        return grad_dot, grad_norm
 
 
 class _MaxAbsPool(torch.autograd.Function):
@@ -247,6 +272,58 @@ class _MaxAbsPool(torch.autograd.Function):
             grad, x, list(kernel_size), list(stride), [0, 0], [1, 1], ceil_mode, indices
         )
         return grad_x, None, None, None
+
+
+def _similarity_terms(x, weight, p, q, stride, padding, groups: int, eps: float, what: str):
+    """Checks the arguments; returns ``s·k / (‖k‖ + q)`` ``(N, G, C_out // G, H', W')``,
+    ``‖s‖ + q`` ``(N, G, 1, H', W')`` and the exponent ``(1, G, C_out // G, 1, 1)``."""
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"groups: expected a positive int, got {groups!r}")
+    if weight.dim() != 4:
+        raise ValueError(
+            f"weight: expected a 4-D tensor (C_out, C_in // groups, kH, kW), got shape {tuple(weight.shape)}"
+        )
+    out_channels, group_in, kh, kw = weight.shape
+    if out_channels % groups:
+        raise ValueError(
+            f"groups: out_channels ({out_channels}) must be divisible by groups, got groups={groups}"
+        )
+    _check_input(x, group_in * groups, what)
+    if x.dtype != weight.dtype:
+        raise TypeError(f"x: expected dtype {weight.dtype} (the weight's), got {x.dtype}")
+    sh, sw = _positive_pair("stride", stride)
+    (pt, pb), (pl, pr) = resolve_padding(padding, (kh, kw), (sh, sw))
+    n, c, h, w = x.shape
+    if h + pt + pb < kh or w + pl + pr < kw:
+        raise ValueError(
+            f"x: padded spatial size ({h + pt + pb}, {w + pl + pr}) is smaller than "
+            f"kernel_size ({kh}, {kw}); got input shape {tuple(x.shape)}"
+        )
+
+    if pt == pb and pl == pr:
+        conv_padding = (pt, pl)
+    else:
+        x = F.pad(x, (pl, pr, pt, pb))
+        conv_padding = (0, 0)
+
+    q_value = (q / Q_SCALE).square()
+    kernel_norm = (weight.square().sum((1, 2, 3)) + eps).sqrt() + q_value  # (C_out,)
+    # s · k / (‖k‖ + q) as one convolution with normalised kernels (small tensors).
+    dot = F.conv2d(x, weight / kernel_norm.reshape(-1, 1, 1, 1), None, (sh, sw), conv_padding, 1, groups)
+    # ‖s‖²: squares summed over each group's channels, then over each window.
+    square_sum = x.square().unflatten(1, (groups, c // groups)).sum(2)
+    if conv_padding[0] <= kh // 2 and conv_padding[1] <= kw // 2:
+        # A window sum: avg_pool2d with divisor 1 (same values, ~3x faster than
+        # a ones-kernel convolution on CPU); it allows padding up to half the window.
+        patch_square = F.avg_pool2d(square_sum, (kh, kw), (sh, sw), conv_padding, False, True, 1)
+    else:
+        window = weight.new_ones((groups, 1, kh, kw))
+        patch_square = F.conv2d(square_sum, window, None, (sh, sw), conv_padding, 1, groups)
+    patch_norm = (patch_square + eps).sqrt() + q_value  # (N, G, H', W')
+
+    per_group = out_channels // groups
+    exponent = (p / P_SCALE).square().reshape(1, groups, per_group, 1, 1)
+    return dot.unflatten(1, (groups, per_group)), patch_norm.unsqueeze(2), exponent
 
 
 def sharpened_cosine_similarity(
@@ -287,54 +364,10 @@ def sharpened_cosine_similarity(
 
     The maths is the module docstring's; source: brohrer/sharpened_cosine_similarity_torch.
     """
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"groups: expected a positive int, got {groups!r}")
-    if weight.dim() != 4:
-        raise ValueError(
-            f"weight: expected a 4-D tensor (C_out, C_in // groups, kH, kW), got shape {tuple(weight.shape)}"
-        )
-    out_channels, group_in, kh, kw = weight.shape
-    if out_channels % groups:
-        raise ValueError(
-            f"groups: out_channels ({out_channels}) must be divisible by groups, got groups={groups}"
-        )
-    _check_input(x, group_in * groups, "sharpened_cosine_similarity")
-    if x.dtype != weight.dtype:
-        raise TypeError(f"x: expected dtype {weight.dtype} (the weight's), got {x.dtype}")
-    sh, sw = _positive_pair("stride", stride)
-    (pt, pb), (pl, pr) = resolve_padding(padding, (kh, kw), (sh, sw))
-    n, c, h, w = x.shape
-    if h + pt + pb < kh or w + pl + pr < kw:
-        raise ValueError(
-            f"x: padded spatial size ({h + pt + pb}, {w + pl + pr}) is smaller than "
-            f"kernel_size ({kh}, {kw}); got input shape {tuple(x.shape)}"
-        )
-
-    if pt == pb and pl == pr:
-        conv_padding = (pt, pl)
-    else:
-        x = F.pad(x, (pl, pr, pt, pb))
-        conv_padding = (0, 0)
-
-    q_value = (q / Q_SCALE).square()
-    kernel_norm = (weight.square().sum((1, 2, 3)) + eps).sqrt() + q_value  # (C_out,)
-    # s · k / (‖k‖ + q) as one convolution with normalised kernels (small tensors).
-    dot = F.conv2d(x, weight / kernel_norm.reshape(-1, 1, 1, 1), None, (sh, sw), conv_padding, 1, groups)
-    # ‖s‖²: squares summed over each group's channels, then over each window.
-    square_sum = x.square().unflatten(1, (groups, c // groups)).sum(2)
-    if conv_padding[0] <= kh // 2 and conv_padding[1] <= kw // 2:
-        # A window sum: avg_pool2d with divisor 1 (same values, ~3x faster than
-        # a ones-kernel convolution on CPU); it allows padding up to half the window.
-        patch_square = F.avg_pool2d(square_sum, (kh, kw), (sh, sw), conv_padding, False, True, 1)
-    else:
-        window = weight.new_ones((groups, 1, kh, kw))
-        patch_square = F.conv2d(square_sum, window, None, (sh, sw), conv_padding, 1, groups)
-    patch_norm = (patch_square + eps).sqrt() + q_value  # (N, G, H', W')
-
-    per_group = out_channels // groups
-    exponent = (p / P_SCALE).square().reshape(1, groups, per_group, 1, 1)
-    out = _Sharpen.apply(dot.unflatten(1, (groups, per_group)), patch_norm.unsqueeze(2), exponent, eps)
-    return out.flatten(1, 2)
+    dot, norm, exponent = _similarity_terms(
+        x, weight, p, q, stride, padding, groups, eps, "sharpened_cosine_similarity"
+    )
+    return _Sharpen.apply(dot, norm, exponent, eps).flatten(1, 2)
 
 
 def max_abs_pool(
@@ -371,3 +404,64 @@ def max_abs_pool(
     largest = F.max_pool2d(x, (kh, kw), (sh, sw), 0, 1, ceil_mode)
     smallest_negated = F.max_pool2d(x.neg(), (kh, kw), (sh, sw), 0, 1, ceil_mode)
     return torch.where(largest >= smallest_negated, largest, smallest_negated.neg_())
+
+
+def sharpened_cosine_similarity_max_abs_pool(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    p: torch.Tensor,
+    q: torch.Tensor,
+    stride=1,
+    padding=0,
+    groups: int = 1,
+    eps: float = EPS,
+    *,
+    pool_kernel_size=2,
+    pool_stride=None,
+    ceil_mode: bool = False,
+) -> torch.Tensor:
+    """``max_abs_pool(sharpened_cosine_similarity(x, ...), ...)`` computed pool first.
+
+    The sharpening ``sign(c) · (|c| + eps) ** p`` keeps the sign and grows with
+    ``|c|`` for every exponent ``p > 0``, so the element of largest magnitude in
+    a window of the output is the element of largest ``|cos|`` there. This
+    function pools the cosines (``+a`` winning ties with ``-a``, the gradient
+    to the first of equal elements, as :func:`max_abs_pool`) and sharpens only
+    the pooled values: a quarter of the elementwise work for 2×2 windows, and
+    the training step of the demo network about 1.5x faster on CPU. In exact
+    arithmetic the result is the two-step form's. In floating point the
+    sharpening can give different cosines values of equal magnitude (every
+    ``|c|`` far below ``eps`` gives ``±eps ** p``, since ``|c| + eps`` rounds
+    to ``eps``; ``p < 1`` in float32 merges neighbouring values): the
+    two-step form then breaks the tie by sign (``+a``) and position, this
+    one takes the largest ``|cos|``, so the output has the same magnitude
+    but can have the other sign, and the gradient goes to that element.
+
+    Args:
+        x, weight, p, q, stride, padding, groups, eps: as
+            :func:`sharpened_cosine_similarity`.
+        pool_kernel_size, pool_stride, ceil_mode: as ``kernel_size``,
+            ``stride`` and ``ceil_mode`` of :func:`max_abs_pool`.
+
+    Returns:
+        ``(N, C_out, H_pool, W_pool)``, the dtype of ``x``.
+
+    Raises:
+        TypeError, ValueError: those of both functions, naming the argument
+        (``pool_kernel_size``/``pool_stride`` for the pool's sizes).
+
+    Source: brohrer/sharpened_cosine_similarity_torch (the layer and its
+    ``MaxAbsPool2d``); the reordering is this project's.
+    """
+    kh, kw = _positive_pair("pool_kernel_size", pool_kernel_size)
+    sh, sw = (kh, kw) if pool_stride is None else _positive_pair("pool_stride", pool_stride)
+    dot, norm, exponent = _similarity_terms(
+        x, weight, p, q, stride, padding, groups, eps, "sharpened_cosine_similarity_max_abs_pool"
+    )
+    if torch.is_grad_enabled() and (dot.requires_grad or norm.requires_grad):
+        cos = _Cosine.apply(dot, norm)
+    else:
+        cos = dot / norm
+    pooled = max_abs_pool(cos.flatten(1, 2), (kh, kw), (sh, sw), ceil_mode)
+    one = pooled.new_ones(())
+    return _Sharpen.apply(pooled.unflatten(1, exponent.shape[1:3]), one, exponent, eps).flatten(1, 2)

@@ -93,9 +93,23 @@ class SharpenedCosineSimilarity2d(nn.Module):
         nn.init.constant_(self.p, SF.P_INIT)
         nn.init.constant_(self.q, SF.Q_INIT)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return SF.sharpened_cosine_similarity(
-            x, self.weight, self.p, self.q, self.stride, self.padding, self.groups, self.eps
+    def forward(self, x: torch.Tensor, pool: MaxAbsPool2d | None = None) -> torch.Tensor:
+        """The layer's output, ``(N, out_channels, H_out, W_out)``.
+
+        With ``pool`` (a :class:`MaxAbsPool2d`), ``pool(self(x))`` computed
+        pool first (:func:`scs_torch.functional.sharpened_cosine_similarity_max_abs_pool`):
+        the same values (up to how rounding ties are broken, see there), about a
+        quarter of the elementwise work for 2×2 windows.
+        """
+        if pool is None:
+            return SF.sharpened_cosine_similarity(
+                x, self.weight, self.p, self.q, self.stride, self.padding, self.groups, self.eps
+            )
+        if not isinstance(pool, MaxAbsPool2d):
+            raise TypeError(f"pool: expected a MaxAbsPool2d or None, got {type(pool).__name__}")
+        return SF.sharpened_cosine_similarity_max_abs_pool(
+            x, self.weight, self.p, self.q, self.stride, self.padding, self.groups, self.eps,
+            pool_kernel_size=pool.kernel_size, pool_stride=pool.stride, ceil_mode=pool.ceil_mode,
         )
 
     def extra_repr(self) -> str:
