@@ -37,7 +37,7 @@ from conftest import (
 from flax import nnx
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from test_properties import FEW, ScsDraw, adversarial_arrays, build_torch_layer, one_element_patches
+from test_properties import FEW, ScsDraw, adversarial_arrays, drawn_torch_layer, one_element_patches
 
 import scs_jax
 import scs_torch
@@ -221,14 +221,7 @@ _TINY_X = np.random.default_rng(0).standard_normal((1, 2, 4, 5)) * 1e-30
 @given(draw=fused_draws())
 def test_fused_parity_property(draw):
     case, pool = draw
-    layer = build_torch_layer(case.structure, case.dtype)
-    torch.manual_seed(case.weight_seed)
-    layer.reset_parameters()
-    with torch.no_grad():
-        layer.p.copy_(torch.tensor(case.p))
-        layer.q.fill_(case.q)
-        for o in case.zero_kernels:
-            layer.weight[o] = 0.0
+    layer = drawn_torch_layer(case)
     g = np.random.default_rng(case.g_seed).standard_normal(output_shape(layer, case.x.shape, pool))
     compare_scs(layer, case.x, g, case.dtype, f"{case.structure} pool {pool}", nonfinite=True, pool=pool)
     with torch.no_grad():

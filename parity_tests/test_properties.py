@@ -182,7 +182,8 @@ def build_torch_layer(structure, dtype):
     return scs_torch.SharpenedCosineSimilarity2d(c_in, c_out, k, stride, padding, groups, dtype=TORCH_DTYPES[dtype])
 
 
-def check_scs_draw(case: ScsDraw):
+def drawn_torch_layer(case: ScsDraw):
+    """The torch layer of a draw: its init from ``weight_seed``, then the drawn p, q and zero kernels."""
     layer = build_torch_layer(case.structure, case.dtype)
     torch.manual_seed(case.weight_seed)
     layer.reset_parameters()
@@ -191,6 +192,11 @@ def check_scs_draw(case: ScsDraw):
         layer.q.fill_(case.q)
         for o in case.zero_kernels:
             layer.weight[o] = 0.0
+    return layer
+
+
+def check_scs_draw(case: ScsDraw):
+    layer = drawn_torch_layer(case)
     g = np.random.default_rng(case.g_seed).standard_normal(output_shape(layer, case.x.shape))
     compare_scs(layer, case.x, g, case.dtype, f"{case.structure}", nonfinite=True)
 
