@@ -91,7 +91,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="batch size of new runs with --train (default: %(default)s)")
     parser.add_argument("--max-lr", type=_positive_float, default=REFERENCE["max_lr"],
                         help="peak learning rate of new runs with --train (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=runner._seed, default=0,
                         help="base seed of new runs, run N uses seed + N, as in the demos "
                              "(default: %(default)s)")
     parser.add_argument("--data-dir", default=None,

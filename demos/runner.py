@@ -82,6 +82,35 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+#: Seeds stay below 2**62 so that seed + run index fits every RNG's seed type
+#: (torch.manual_seed and JAX's keys take 64-bit integers).
+_MAX_SEED = 2**62
+
+
+def _seed(text: str) -> int:
+    value = _non_negative_int(text)
+    if value >= _MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a seed below 2**62, got {text!r}")
+    return value
+
+
+def _torch_device(text: str) -> str:
+    """A torch device string that exists here (checked before any data is loaded)."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"expected a torch device such as cpu or cuda:0, got {text!r}") from None
+    if device.type == "meta":
+        raise argparse.ArgumentTypeError("expected a device that computes (cpu, cuda, ...), got 'meta'")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: this torch build sees no CUDA device")
+    if device.type not in ("cpu", "cuda") and not getattr(torch, device.type, None):
+        raise argparse.ArgumentTypeError(f"{text!r}: this torch build has no {device.type} backend")
+    return text
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not (value > 0 and math.isfinite(value)):
@@ -131,7 +160,7 @@ def parse_args(dataset: str, framework: str, argv=None) -> argparse.Namespace:
                         help="examples per batch (default: %(default)s)")
     parser.add_argument("--max-lr", type=_learning_rate, default=DEFAULTS["max_lr"],
                         help="peak learning rate of the one-cycle schedule (default: %(default)s)")
-    parser.add_argument("--seed", type=_non_negative_int, default=DEFAULTS["seed"],
+    parser.add_argument("--seed", type=_seed, default=DEFAULTS["seed"],
                         help="base seed; run N uses seed + N (default: %(default)s)")
     parser.add_argument("--data-dir", default=None,
                         help="folder with local dataset files (Fashion-MNIST: the four IDX .gz "
@@ -159,7 +188,7 @@ def parse_args(dataset: str, framework: str, argv=None) -> argparse.Namespace:
                              "left to right with probability 0.5, drawn per image and epoch from "
                              "the run's seed, the same in torch and JAX (default: off)")
     if framework == "torch":
-        parser.add_argument("--device", default=None,
+        parser.add_argument("--device", type=_torch_device, default=None,
                             help="torch device (default: cuda if available, else cpu)")
         parser.add_argument("--compile", action="store_true",
                             help="fuse the SCS layers' elementwise work with torch.compile "

@@ -296,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", type=Path, default=None,
                    help=f"results root (default: {rs.RESULTS_DIR})")
     p.add_argument("--plot-dir", type=Path, default=None,
-                   help=f"folder for the PNG plots (default: {PLOTS_DIR})")
+                   help=f"folder for the PNG plots (default: {PLOTS_DIR}, or RESULTS_DIR/plots "
+                        "with --results-dir)")
     p.add_argument("--no-plots", action="store_true",
                    help="only print the statistics, write no PNG")
     return p
@@ -327,7 +328,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(exc))
     results_dir = (rs.RESULTS_DIR if args.results_dir is None
                    else args.results_dir)
-    plot_dir = PLOTS_DIR if args.plot_dir is None else args.plot_dir
+    if args.plot_dir is not None:
+        plot_dir = args.plot_dir
+    elif args.results_dir is None:
+        plot_dir = PLOTS_DIR
+    else:  # results elsewhere: their plots go with them, not over the repository's
+        plot_dir = Path(args.results_dir) / "plots"
 
     status = 0
     all_runs: list[dict] = []

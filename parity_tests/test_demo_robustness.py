@@ -397,6 +397,19 @@ def test_bad_version_is_refused_before_anything_is_written(version, tmp_path):
     assert sorted(tmp_path.iterdir()) == [], "nothing may be created"
 
 
+@pytest.mark.parametrize("framework, args, message", [
+    ("torch", ["--device", "foo"], "argument --device: expected a torch device such as cpu or cuda:0, got 'foo'"),
+    ("torch", ["--device", "meta"], "argument --device: expected a device that computes"),
+    ("jax", ["--seed", str(2**63)], "argument --seed: expected a seed below 2**62"),
+    ("torch", ["--seed", "-1"], "argument --seed: expected a non-negative integer"),
+])
+def test_bad_device_and_seed_are_argument_errors(framework, args, message, tmp_path):
+    done = run_demo("v1", "--results-dir", str(tmp_path / "r"), *args, framework=framework, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert sorted(tmp_path.iterdir()) == [], "nothing may be created"
+
+
 def test_corrupt_results_file_blocks_appending(tmp_path, idx_dir):
     results = tmp_path / "results"
     folder = results_store.run_dir(DATASET, VERSION, "torch", results)

@@ -161,11 +161,19 @@ def test_bad_pool_arguments_rejected_alike(rng):
         layer(xt, pool=torch.nn.MaxPool2d(2))
     with pytest.raises(TypeError, match="pool: expected a MaxAbsPool"):
         jax_layer(xj, pool=nnx.Linear(1, 1, rngs=nnx.Rngs(0)))
+    for module in (scs_torch.MaxAbsPool2d, scs_jax.MaxAbsPool):
+        with pytest.raises(TypeError, match="ceil_mode: expected a bool, got 'no'"):
+            module(2, ceil_mode="no")
+    with pytest.raises(TypeError, match="ceil_mode: expected a bool"):
+        scs_torch.max_abs_pool(xt, 2, ceil_mode=1)
+    with pytest.raises(TypeError, match="ceil_mode: expected a bool"):
+        scs_jax.max_abs_pool(xj, 2, ceil_mode="yes")
     for kwargs, error, text in [
         ({"pool_kernel_size": 0}, ValueError, "pool_kernel_size"),
         ({"pool_kernel_size": 2, "pool_stride": (1, 0)}, ValueError, "pool_stride"),
         ({"pool_kernel_size": 2.5}, TypeError, "pool_kernel_size"),
-        ({"pool_kernel_size": 5}, ValueError, "pooling kernel_size 5"),  # larger than the 4x4 output
+        ({"ceil_mode": "no"}, TypeError, "ceil_mode: expected a bool, got 'no'"),
+        ({"pool_kernel_size": 5}, ValueError, r"pool_kernel_size: expected at most the layer's output size \(4, 4\)"),
     ]:
         args_t = (xt, layer.weight, layer.p, layer.q)
         args_j = (xj, jax_layer.kernel[...], jax_layer.p[...], jax_layer.q[...])

@@ -397,6 +397,8 @@ def max_abs_pool(x, kernel_size=2, stride=None, ceil_mode: bool = False):
     """
     kh, kw = _positive_pair("kernel_size", kernel_size)
     sh, sw = (kh, kw) if stride is None else _positive_pair("stride", stride)
+    if not isinstance(ceil_mode, bool):
+        raise TypeError(f"ceil_mode: expected a bool, got {ceil_mode!r}")
     _check_input(x, None, "max_abs_pool")
     n, h, w, c = x.shape
     h_out = pool_output_size(h, kh, sh, ceil_mode)
@@ -564,11 +566,18 @@ def sharpened_cosine_similarity_max_abs_pool(
     """
     kh, kw = _positive_pair("pool_kernel_size", pool_kernel_size)
     sh, sw = (kh, kw) if pool_stride is None else _positive_pair("pool_stride", pool_stride)
+    if not isinstance(ceil_mode, bool):
+        raise TypeError(f"ceil_mode: expected a bool, got {ceil_mode!r}")
     dot, norm, exponent = _similarity_terms(
         x, kernel, p, q, stride, padding, feature_group_count, eps, precision,
         "sharpened_cosine_similarity_max_abs_pool",
     )
     n, h_out, w_out, groups, per_group = dot.shape
+    if h_out < kh or w_out < kw:
+        raise ValueError(
+            f"pool_kernel_size: expected at most the layer's output size {(h_out, w_out)} "
+            f"(input shape {tuple(x.shape)}), got ({kh}, {kw})"
+        )
     cos = _cosine(dot, norm).reshape(n, h_out, w_out, groups * per_group)
     pooled = max_abs_pool(cos, (kh, kw), (sh, sw), ceil_mode)
     n, h_pool, w_pool, _ = pooled.shape

@@ -141,7 +141,9 @@ class MaxAbsPool(nnx.Module):
     def __init__(self, kernel_size, stride=None, ceil_mode: bool = False):
         self.kernel_size = SF._positive_pair("kernel_size", kernel_size)
         self.stride = self.kernel_size if stride is None else SF._positive_pair("stride", stride)
-        self.ceil_mode = bool(ceil_mode)
+        if not isinstance(ceil_mode, bool):
+            raise TypeError(f"ceil_mode: expected a bool, got {ceil_mode!r}")
+        self.ceil_mode = ceil_mode
 
     def __call__(self, x):
         return SF.max_abs_pool(x, self.kernel_size, self.stride, self.ceil_mode)

@@ -222,7 +222,7 @@ class _Sharpen(torch.autograd.Function):
     ``∂out/∂dot = e · |out| / ((|c| + eps) · norm)`` (0 at ``c = 0``, torch's
     and JAX's convention through ``sign``) is formed while the forward's
     tensors are at hand, and ``∂out/∂norm = -∂out/∂dot · c``. Not twice
-    differentiable. The work is done by the two functions in ``_KERNELS``.
+    differentiable: a backward with ``create_graph=True`` raises. The work is done by the two functions in ``_KERNELS``.
     """
 
     @staticmethod
@@ -234,8 +234,8 @@ class _Sharpen(torch.autograd.Function):
         return out
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
+        _refuse_double_backward("sharpened_cosine_similarity")
         grad_dot, grad_norm, grad_exponent = _KERNELS[1](grad, ctx.saved_tensors, ctx.eps)
         return grad_dot, grad_norm if ctx.needs_input_grad[1] else None, grad_exponent, None
 
@@ -243,6 +243,22 @@ class _Sharpen(torch.autograd.Function):
 #: The forward and backward functions :class:`_Sharpen` runs (eager torch
 #: operations by default).
 _KERNELS = (_sharpen_forward, _sharpen_backward)
+
+
+def _refuse_double_backward(what: str) -> None:
+    """Raise when a backward runs with ``create_graph=True`` (grad mode on inside backward).
+
+    The hand-written backwards are not differentiable: their saved tensors
+    depend on the inputs, so treating the gradient as a constant would give
+    silently wrong second derivatives (``torch.autograd.function.once_differentiable``
+    only catches the case where the incoming gradient itself requires grad).
+    """
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            f"{what}: second-order gradients (create_graph=True, gradgradcheck, "
+            "Hessian-vector products) are not supported by scs_torch; compute them "
+            "with scs_jax (its custom VJPs are differentiable) or without create_graph"
+        )
 
 
 def _max_abs_pool_with_indices(x, kernel_size, stride, ceil_mode):
@@ -304,8 +320,8 @@ class _CosineMaxAbsPool(torch.autograd.Function):
         return pooled
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
+        _refuse_double_backward("sharpened_cosine_similarity_max_abs_pool")
         cos, norm, pooled, indices = ctx.saved_tensors
         kernel_size, stride, ceil_mode = ctx.pool_args
         n, groups, _, h, w = norm.shape
@@ -453,6 +469,8 @@ def max_abs_pool(
     """
     kh, kw = _positive_pair("kernel_size", kernel_size)
     sh, sw = (kh, kw) if stride is None else _positive_pair("stride", stride)
+    if not isinstance(ceil_mode, bool):
+        raise TypeError(f"ceil_mode: expected a bool, got {ceil_mode!r}")
     _check_input(x, None, "max_abs_pool")
     pool_output_size(x.shape[2], kh, sh, ceil_mode)
     pool_output_size(x.shape[3], kw, sw, ceil_mode)
@@ -512,11 +530,16 @@ def sharpened_cosine_similarity_max_abs_pool(
     """
     kh, kw = _positive_pair("pool_kernel_size", pool_kernel_size)
     sh, sw = (kh, kw) if pool_stride is None else _positive_pair("pool_stride", pool_stride)
+    if not isinstance(ceil_mode, bool):
+        raise TypeError(f"ceil_mode: expected a bool, got {ceil_mode!r}")
     dot, norm, exponent = _similarity_terms(
         x, weight, p, q, stride, padding, groups, eps, "sharpened_cosine_similarity_max_abs_pool"
     )
-    pool_output_size(dot.shape[3], kh, sh, ceil_mode)
-    pool_output_size(dot.shape[4], kw, sw, ceil_mode)
+    if dot.shape[3] < kh or dot.shape[4] < kw:
+        raise ValueError(
+            f"pool_kernel_size: expected at most the layer's output size {tuple(dot.shape[3:])} "
+            f"(input shape {tuple(x.shape)}), got ({kh}, {kw})"
+        )
     if torch.is_grad_enabled() and (dot.requires_grad or norm.requires_grad):
         pooled = _CosineMaxAbsPool.apply(dot, norm, (kh, kw), (sh, sw), ceil_mode)
     else:
