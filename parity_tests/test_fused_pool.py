@@ -321,3 +321,25 @@ def test_demo_networks_fuse_and_match_layer_by_layer(architecture, rng):
             layer_by_layer = layer(layer_by_layer)
         assert_close(fused_jax, layer_by_layer, 1e-12, "JAX fused network vs layer by layer")
     assert_close(fused_jax, fused.detach(), 1e-10, "JAX vs torch fused network")
+
+
+@pytest.mark.parametrize("name", ["sharpened_cosine_similarity", "sharpened_cosine_similarity_max_abs_pool"])
+def test_functional_p_q_eps_rejected_alike(name, rng):
+    """The functional forms check p's and q's shapes and eps like the layers do, in both frameworks."""
+    layer = make_torch_scs(rng, "float32", 2, 4, 3)
+    jax_layer = jax_twin(layer, "float32")
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    torch_args = [torch.from_numpy(x), layer.weight, layer.p, layer.q]
+    jax_args = [jnp.asarray(nchw_to_nhwc(x)), jax_layer.kernel[...], jax_layer.p[...], jax_layer.q[...]]
+    for index, text in [(2, r"p: expected shape \(4,\)"), (3, r"q: expected one value")]:
+        for module, args, repeat in ((scs_torch, torch_args, lambda a: torch.cat([a, a])),
+                                     (scs_jax, jax_args, lambda a: jnp.concatenate([a, a]))):
+            bad = list(args)
+            bad[index] = repeat(bad[index])  # p of 8 values for 4 channels, q of 2 values
+            with pytest.raises(ValueError, match=text):
+                getattr(module, name)(*bad)
+    for eps, error in [(0.0, ValueError), (-1.0, ValueError), (float("inf"), ValueError), ("1e-12", TypeError),
+                       (None, TypeError)]:
+        for module, args in ((scs_torch, torch_args), (scs_jax, jax_args)):
+            with pytest.raises(error, match="eps: expected a positive"):
+                getattr(module, name)(*args, eps=eps)

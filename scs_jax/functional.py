@@ -38,6 +38,8 @@ times ``|out|`` (``out`` is 0 where ``cos`` is exactly 0). NaN inputs propagate.
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -86,6 +88,15 @@ def _positive_pair(name: str, value) -> tuple[int, int]:
     if min(pair) < 1:
         raise ValueError(f"{name}: expected positive sizes, got {value!r}")
     return pair
+
+
+def _check_eps(eps) -> float:
+    """``eps`` as a float: finite and positive, else an error naming it."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise TypeError(f"eps: expected a positive float, got {eps!r}")
+    if not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps: expected a positive finite float, got {eps!r}")
+    return float(eps)
 
 
 def resolve_padding(padding, kernel_size, stride=1) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -276,6 +287,11 @@ def _similarity_terms(x, kernel, p, q, stride, padding, groups, eps: float, prec
             f"got shape {tuple(kernel.shape)}"
         )
     kh, kw, group_in, out_features = kernel.shape
+    if tuple(p.shape) != (out_features,):
+        raise ValueError(f"p: expected shape ({out_features},) (one per output channel), got {tuple(p.shape)}")
+    if int(np.prod(q.shape)) != 1:
+        raise ValueError(f"q: expected one value (shape (1,)), got shape {tuple(q.shape)}")
+    eps = _check_eps(eps)
     if out_features % groups:
         raise ValueError(
             f"feature_group_count: out_features ({out_features}) must be divisible by "

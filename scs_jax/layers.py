@@ -85,8 +85,7 @@ class SharpenedCosineSimilarity(nnx.Module):
                 f"({out_features}) must both be divisible by feature_group_count, "
                 f"got {feature_group_count}"
             )
-        if not eps > 0:
-            raise ValueError(f"eps: expected a positive float, got {eps!r}")
+        eps = SF._check_eps(eps)
         self.in_features = in_features
         self.out_features = out_features
         self.kernel_size = SF._positive_pair("kernel_size", kernel_size)

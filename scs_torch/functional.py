@@ -37,6 +37,9 @@ times ``|out|`` (``out`` is 0 where ``cos`` is exactly 0). NaN inputs propagate.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 import torch.nn.functional as F
 
@@ -82,6 +85,15 @@ def _positive_pair(name: str, value) -> tuple[int, int]:
     if min(pair) < 1:
         raise ValueError(f"{name}: expected positive sizes, got {value!r}")
     return pair
+
+
+def _check_eps(eps) -> float:
+    """``eps`` as a float: finite and positive, else an error naming it."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise TypeError(f"eps: expected a positive float, got {eps!r}")
+    if not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps: expected a positive finite float, got {eps!r}")
+    return float(eps)
 
 
 def resolve_padding(padding, kernel_size, stride=1) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -363,6 +375,11 @@ def _similarity_terms(x, weight, p, q, stride, padding, groups: int, eps: float,
             f"weight: expected a 4-D tensor (C_out, C_in // groups, kH, kW), got shape {tuple(weight.shape)}"
         )
     out_channels, group_in, kh, kw = weight.shape
+    if tuple(p.shape) != (out_channels,):
+        raise ValueError(f"p: expected shape ({out_channels},) (one per output channel), got {tuple(p.shape)}")
+    if q.numel() != 1:
+        raise ValueError(f"q: expected one value (shape (1,)), got shape {tuple(q.shape)}")
+    eps = _check_eps(eps)
     if out_channels % groups:
         raise ValueError(
             f"groups: out_channels ({out_channels}) must be divisible by groups, got groups={groups}"

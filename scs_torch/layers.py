@@ -70,8 +70,7 @@ class SharpenedCosineSimilarity2d(nn.Module):
                 f"groups: in_channels ({in_channels}) and out_channels ({out_channels}) "
                 f"must both be divisible by groups, got groups={groups}"
             )
-        if not eps > 0:
-            raise ValueError(f"eps: expected a positive float, got {eps!r}")
+        eps = SF._check_eps(eps)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = SF._positive_pair("kernel_size", kernel_size)
