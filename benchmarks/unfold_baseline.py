@@ -113,43 +113,32 @@ def _then_pool(scs, pool):
     return layer_then_pool
 
 
-def _shim(real, **overrides):
-    """A stand-in for a functional module: ``real``'s names, some of them replaced."""
-    names = {name: getattr(real, name) for name in dir(real) if not name.startswith("__")}
-    return types.SimpleNamespace(**{**names, **overrides})
-
-
 @contextlib.contextmanager
+def _baseline_in(layers, scs, pool):
+    """``layers.SF`` replaced, inside the block, by its names with ``scs`` and ``pool`` swapped in."""
+    real = layers.SF
+    names = {name: getattr(real, name) for name in dir(real) if not name.startswith("__")}
+    layers.SF = types.SimpleNamespace(**{
+        **names,
+        "sharpened_cosine_similarity": scs,
+        "max_abs_pool": pool,
+        "sharpened_cosine_similarity_max_abs_pool": _then_pool(scs, pool),
+    })
+    try:
+        yield
+    finally:
+        layers.SF = real
+
+
 def patched_torch():
     """``scs_torch.layers`` computes with the unfold baseline inside the block."""
     import scs_torch.layers as layers
 
-    real = layers.SF
-    layers.SF = _shim(
-        real,
-        sharpened_cosine_similarity=torch_unfold_scs,
-        max_abs_pool=torch_two_pool_max_abs,
-        sharpened_cosine_similarity_max_abs_pool=_then_pool(torch_unfold_scs, torch_two_pool_max_abs),
-    )
-    try:
-        yield
-    finally:
-        layers.SF = real
+    return _baseline_in(layers, torch_unfold_scs, torch_two_pool_max_abs)
 
 
-@contextlib.contextmanager
 def patched_jax():
     """``scs_jax.layers`` computes with the unfold baseline inside the block (trace the steps here)."""
     import scs_jax.layers as layers
 
-    real = layers.SF
-    layers.SF = _shim(
-        real,
-        sharpened_cosine_similarity=jax_unfold_scs,
-        max_abs_pool=jax_two_pool_max_abs,
-        sharpened_cosine_similarity_max_abs_pool=_then_pool(jax_unfold_scs, jax_two_pool_max_abs),
-    )
-    try:
-        yield
-    finally:
-        layers.SF = real
+    return _baseline_in(layers, jax_unfold_scs, jax_two_pool_max_abs)
