@@ -25,10 +25,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-import conftest  # noqa: E402  (the suite's XLA flags, precision pins, torch threads)
+import conftest  # noqa: E402, F401  (the suite's XLA flags, precision pins, torch threads)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import test_trajectories as T  # noqa: E402
+from helpers.parity import relative_error  # noqa: E402
 
 from demos.architectures import FASHION_MNIST  # noqa: E402
 from demos.optim import OneCycle  # noqa: E402
@@ -44,7 +45,7 @@ def compare(expected_params, actual_params, expected_losses, actual_losses) -> d
         "step0": float(losses[0]),
         "loss": float(losses.max()),
         "l2": max(T.l2_relative_error(actual_params[k], v) for k, v in expected_params.items()),
-        "max": max(conftest.relative_error(actual_params[k], v) for k, v in expected_params.items()),
+        "max": max(relative_error(actual_params[k], v) for k, v in expected_params.items()),
     }
 
 

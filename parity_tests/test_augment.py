@@ -24,7 +24,7 @@ import jax
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close, jax_precision, relative_error
+from helpers.parity import assert_close, jax_precision, relative_error
 from test_compile_once import _CompileLog
 from test_trajectories import canonical_jax, canonical_torch, start_from_torch_params, step_relative_errors
 

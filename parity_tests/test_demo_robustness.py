@@ -332,17 +332,22 @@ def test_orbax_checkpoint_round_trip_and_unexpected_entries(tmp_path):
 
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_diverging_run_is_dropped_and_exit_status_is_1(framework, idx_dir, tmp_path, capsys):
-    """--max-lr 1e30 makes the loss NaN at epoch 1, step 3 in both frameworks."""
+    """--max-lr 1e30 makes the loss NaN at epoch 1, step 2 in both frameworks.
+
+    The first step moves every parameter to ~4e28: ``q = (q_param / 100)²`` and
+    the kernels' norms overflow float32, and the cosine's factor
+    ``‖k‖ / (‖k‖ + q)`` is inf / inf at step 2.
+    """
     results = tmp_path / "results"
     argv = demo_args(idx_dir, results, extra=["--max-lr", "1e30"])
     assert runner.main(DATASET, framework, argv) == 1
     err = capsys.readouterr().err
-    assert re.search(r"run 0: the training loss became (nan|inf|-inf) at epoch 1, step 3 of 3 "
-                     r"\(global step 3\); the run is abandoned and not saved", err), err
+    assert re.search(r"run 0: the training loss became (nan|inf|-inf) at epoch 1, step 2 of 3 "
+                     r"\(global step 2\); the run is abandoned and not saved", err), err
     assert not results_store.run_dir(DATASET, VERSION, framework, results).exists()
     assert checkpoint_entries(results, framework) == [".lock", "failed_run_0000.json"]
     note = json.loads((ckpt_path(results, framework) / "failed_run_0000.json").read_text())
-    assert note["seed"] == 3 and "epoch 1, step 3" in note["error"]
+    assert note["seed"] == 3 and "epoch 1, step 2" in note["error"]
 
 
 def test_non_finite_loss_mid_run_deletes_checkpoint_and_goes_on(idx_dir, tmp_path, monkeypatch, capsys):

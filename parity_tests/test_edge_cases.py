@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from conftest import (
+from helpers.parity import (
     DTYPES,
     TORCH_DTYPES,
     assert_close_nonfinite,

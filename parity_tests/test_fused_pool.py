@@ -21,7 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from conftest import (
+from flax import nnx
+from helpers.draws import ScsDraw, adversarial_arrays, drawn_torch_layer, one_element_patches
+from helpers.hypothesis_profiles import examples
+from helpers.parity import (
     DTYPES,
     P_PARAM_RANGE,
     TORCH_DTYPES,
@@ -34,10 +37,8 @@ from conftest import (
     nhwc_to_nchw,
     output_shape,
 )
-from flax import nnx
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from test_properties import FEW, ScsDraw, adversarial_arrays, drawn_torch_layer, one_element_patches
 
 import scs_jax
 import scs_torch
@@ -133,8 +134,19 @@ def test_fused_equals_two_step_float64(case, inputs, rng):
         assert_close(a, b, 1e-12, f"JAX fused vs two-step {name}")
 
 
+def within_one_ulp(actual, expected) -> np.ndarray:
+    """Elementwise: ``actual`` and ``expected`` at most one unit in the last place apart.
+
+    The two forms sharpen tensors of different widths, and torch's ``pow``
+    rounds up to 1 ulp differently in its vectorised loop and in the scalar
+    loop that finishes each row (measured: 3 of 1,152 float32 outputs).
+    """
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    return np.abs(actual - expected) <= np.spacing(np.maximum(np.abs(actual), np.abs(expected)))
+
+
 def test_fused_equals_two_step_float32_values(rng):
-    """float32 too: the same output values (the pooled element is sharpened by the same operations)."""
+    """float32 too: the same output values to the last bit (the pooled element is sharpened by the same operations)."""
     layer = make_torch_scs(rng, "float32", 4, 8, 3, 1, 1, 1)
     pool = (2, 2, True)
     x = rng.standard_normal((4, 4, 11, 11)).astype(np.float32)
@@ -142,7 +154,7 @@ def test_fused_equals_two_step_float32_values(rng):
         xt = torch.from_numpy(x)
         fused = layer(xt, pool=scs_torch.MaxAbsPool2d(*pool)).numpy()
         two_step = scs_torch.MaxAbsPool2d(*pool)(layer(xt)).numpy()
-    np.testing.assert_array_equal(fused, two_step)
+    assert within_one_ulp(fused, two_step).all()
     jax_layer = jax_twin(layer, "float32")
     xj = jnp.asarray(nchw_to_nhwc(x))
     fused = np.asarray(jax_layer(xj, pool=scs_jax.MaxAbsPool(*pool)))
@@ -225,7 +237,7 @@ _TINY_X = np.random.default_rng(0).standard_normal((1, 2, 4, 5)) * 1e-30
 # the two-step form keeps +eps^p, the fused form the sign of the largest |cos|).
 @example(draw=(ScsDraw(_S, "float64", 0, (5.0, 5.0), 3.0, frozenset(), _TINY_X, 0), (2, 2, True)))
 @example(draw=(ScsDraw(_S, "float32", 0, (5.0, 20.0), 3.0, frozenset(), _TINY_X * 1e20, 0), (2, 2, True)))
-@settings(max_examples=5 * FEW)
+@settings(max_examples=examples(0.5))
 @given(draw=fused_draws())
 def test_fused_parity_property(draw):
     case, pool = draw
@@ -242,7 +254,7 @@ def test_fused_parity_property(draw):
 
 def _windows(unpooled, pool, shape):
     """Every pooled position's window of ``unpooled`` (NCHW), flattened: ``(N, C, H', W', k)`` list."""
-    (kh, kw), (sh, sw) = (scs_torch.functional._pair("pool", v) for v in pool[:2])
+    (kh, kw), (sh, sw) = (v if isinstance(v, tuple) else (v, v) for v in pool[:2])
     rows = []
     for i in range(shape[2]):
         cols = []
@@ -261,7 +273,9 @@ def assert_valid_max_abs_pool(fused, two_step, unpooled, pool):
     magnitude (|c| + eps rounds to eps for |c| far below eps; p < 1 in
     float32), where the two-step form breaks the tie by sign (+a) and
     position and the fused form takes the largest |cos| (same magnitude,
-    possibly the other sign).
+    possibly the other sign). Values are compared to the last bit
+    (:func:`within_one_ulp`), and a window is a tie when more than one of its
+    magnitudes lies within an ulp of the largest.
     """
     assert fused.shape == two_step.shape
     windows = _windows(unpooled, pool, fused.shape)
@@ -269,12 +283,13 @@ def assert_valid_max_abs_pool(fused, two_step, unpooled, pool):
     for i, cols in enumerate(windows):
         for j, window in enumerate(cols):
             magnitude = np.max(np.abs(window), axis=-1)
-            np.testing.assert_array_equal(np.abs(fused[:, :, i, j]), magnitude)
+            assert within_one_ulp(np.abs(fused[:, :, i, j]), magnitude).all(), "fused magnitude != window's largest"
             np.testing.assert_array_equal(np.abs(two_step[:, :, i, j]), magnitude)
-            member = (window == fused[:, :, i, j][..., None]).any(-1)
+            member = within_one_ulp(window, fused[:, :, i, j][..., None]).any(-1)
             assert member.all(), "a fused value that is not an element of its window"
-            unique = (np.abs(window) == magnitude[..., None]).sum(-1) == 1
-            np.testing.assert_array_equal(fused[:, :, i, j][unique], two_step[:, :, i, j][unique])
+            unique = within_one_ulp(np.abs(window), magnitude[..., None]).sum(-1) == 1
+            assert within_one_ulp(fused[:, :, i, j][unique], two_step[:, :, i, j][unique]).all(), (
+                "fused != two-step where the window's largest magnitude is unique")
             ties += int((~unique).sum())
     return ties
 

@@ -15,7 +15,7 @@ import optax
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import (
+from helpers.parity import (
     DTYPES,
     P_PARAM_RANGE,
     Q_PARAM_RANGE,

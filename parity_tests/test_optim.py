@@ -385,7 +385,7 @@ def test_numpy_scalars_accepted():
 # the steps either side of the peak, annealing, last step): both optimizers
 # are put in the *same* state (parameters, Adam moments, step count k) and take
 # one step with the same gradients. The error is the per-tensor relative
-# error max|Δ| / max|p| (conftest.relative_error), no floor at 1.
+# error max|Δ| / max|p| (helpers.parity.relative_error), no floor at 1.
 # Measured: at most 1.1e-16 (half a float64 ulp of the largest entry), 5900/0.3.
 CYCLES = [(10, 0.3), (15, 0.3), (59 * 3, 0.3), (59 * 100, 0.3), (15, 0.25), (59 * 3, 0.37)]
 
@@ -402,7 +402,7 @@ def _cycle_positions(s: OneCycle) -> list[int]:
 def test_one_step_from_identical_state_every_phase_float64(x64, total_steps, pct_start):
     import warnings
 
-    from conftest import relative_error
+    from helpers.parity import relative_error
 
     s = OneCycle(max_lr=0.01, total_steps=total_steps, pct_start=pct_start)
     lrs, b1s = s.learning_rates(), s.beta1s()

@@ -10,81 +10,11 @@ different order).
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
-from conftest import (
-    DTYPES,
-    TOLERANCES,
-    TORCH_DTYPES,
-    assert_close,
-    jax_precision,
-    jax_vjp,
-    nchw_to_nhwc,
-    nhwc_to_nchw,
-)
-
-import scs_jax
-import scs_torch
-
-
-def torch_pool(x, g, kernel, stride, ceil_mode, dtype):
-    xt = torch.tensor(x, dtype=TORCH_DTYPES[dtype], requires_grad=True)
-    out = scs_torch.MaxAbsPool2d(kernel, stride, ceil_mode)(xt)
-    (gx,) = torch.autograd.grad(out, [xt], torch.tensor(g, dtype=TORCH_DTYPES[dtype]))
-    return out.detach().numpy(), gx.numpy()
-
-
-def jax_pool(x, g, kernel, stride, ceil_mode, dtype):
-    """Output and input gradient (NCHW numpy) of the JAX MaxAbsPool."""
-    with jax_precision(dtype):
-        pool = scs_jax.MaxAbsPool(kernel, stride, ceil_mode)
-        xj = jnp.asarray(nchw_to_nhwc(x), dtype=dtype)
-        out, _, gx = jax_vjp(pool, xj, jnp.asarray(nchw_to_nhwc(g), dtype=dtype))
-        assert out.dtype == jnp.dtype(dtype)
-        return nhwc_to_nchw(np.asarray(out)), nhwc_to_nchw(np.asarray(gx))
-
-
-def ones_upstream(x, kernel, stride, ceil_mode):
-    n, c, h, w = x.shape
-    return np.ones((n, c, expected_size(h, kernel, stride, ceil_mode), expected_size(w, kernel, stride, ceil_mode)))
-
-
-def assert_identical(actual, expected, what):
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    same = (actual == expected) | (np.isnan(actual) & np.isnan(expected))
-    assert same.all(), f"{what}: {int((~same).sum())} of {same.size} entries differ"
-
-
-def expected_size(size, kernel, stride, ceil_mode):
-    """torch.nn.MaxPool2d's output length, written out independently."""
-    if ceil_mode:
-        out = int(np.ceil((size - kernel) / stride)) + 1
-        return out - 1 if (out - 1) * stride >= size else out
-    return (size - kernel) // stride + 1
-
-
-# (kernel, stride, ceil_mode, H, W): kernels 2/3, strides 1/2/3 (overlapping
-# windows when stride < kernel, gaps when stride > kernel), even and odd sizes,
-# ceil_mode on and off (partial windows on the bottom/right edge).
-CASES = [
-    (2, 2, False, 8, 8),
-    (2, 2, True, 8, 8),
-    (2, 2, False, 7, 9),
-    (2, 2, True, 7, 9),
-    (3, 3, False, 8, 10),
-    (3, 3, True, 8, 10),
-    (3, 3, True, 4, 5),
-    (2, 1, False, 5, 6),
-    (3, 1, True, 6, 7),
-    (3, 2, False, 9, 6),
-    (3, 2, True, 7, 8),
-    (2, 3, False, 8, 7),
-    (2, 3, True, 8, 7),
-    (3, 2, True, 3, 4),
-]
+from helpers.cases import POOL_CASES as CASES
+from helpers.parity import DTYPES, TOLERANCES, assert_close
+from helpers.pool import assert_identical, expected_size, jax_pool, ones_upstream, torch_pool
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

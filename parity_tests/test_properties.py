@@ -46,11 +46,15 @@ Domain, and why:
   one framework and 1e-49 in the other). test_layer_parity keeps a 1x1
   one-channel layer at magnitude 1 (measured worst over 30 seeds: 4.8e-5).
 * float32 quantities that float32 itself cannot resolve to the tolerance
-  are compared by accuracy against float64 (conftest.check_float32). Found
-  this way: outputs ~1e-23 at p = 2.9-3.2, where the power computed as
-  exp(p·log(|cos| + eps)) carries a relative error of |p·log(...)|·2^-24
-  ≈ 4e-6 in each framework (torch 3.8e-6 and JAX 7.7e-6 from float64,
-  1.1e-5 apart; output tolerance 1e-5).
+  are compared by accuracy against float64 (helpers.parity.check_float32):
+  gradients where cosines land near 0 with exponents p < 1 (the
+  convolution's rounding, ~1e-8 absolute, amplified p|c|^(p-1)-fold) and
+  the sums that cancel (d/dq). Found this way once: outputs ~1e-23 at
+  p = 2.9-3.2, where the power computed as exp(p·log(|cos| + eps)) carried
+  a relative error of |p·log(...)|·2^-24 ≈ 4e-6 in each framework; both now
+  compute it with pow (1 ulp). parity_tests/measure_float32_accuracy.py
+  measures both frameworks' float32 errors over this space
+  (results/accuracy/).
 * float32 with magnitudes around 1e30: squares overflow, ‖s‖ = inf and
   cos = s·k / inf = 0 in both frameworks, so those patches give outputs and
   gradients 0 (not the scale-invariant cosine). Comparisons allow inf/NaN
@@ -64,135 +68,27 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 import torch
-from conftest import (
-    DTYPES,
-    P_PARAM_RANGE,
-    Q_PARAM_RANGE,
-    TORCH_DTYPES,
-    compare_scs,
-    jax_precision,
-    jax_twin,
-    output_shape,
-)
 from flax import nnx
+from helpers.cases import POOL_CASES
+from helpers.draws import (
+    HUGE,
+    STRUCTURES,
+    ScsDraw,
+    build_torch_layer,
+    drawn_torch_layer,
+    one_element_patches,
+    scs_draws,
+)
+from helpers.hypothesis_profiles import examples
+from helpers.parity import DTYPES, TORCH_DTYPES, compare_scs, jax_precision, jax_twin, output_shape
+from helpers.pool import assert_identical, expected_size, jax_pool, torch_pool
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
-from test_layer_parity import CASES as LAYER_CASES
-from test_pool_parity import CASES as POOL_CASES
-from test_pool_parity import assert_identical, expected_size, jax_pool, torch_pool
 
 import scs_jax
 import scs_torch
 
-
-def one_element_patches(structure):
-    """Whether every window sees a single input element (the rest, if any, is padding)."""
-    _, c_in, _, k, _, _, groups, h, w = structure
-    kh, kw = (k, k) if isinstance(k, int) else k
-    return c_in // groups * min(kh, h) * min(kw, w) == 1
-
-
-# (batch, in, out, kernel, stride, padding, groups, H, W), beyond test_layer_parity's
-ODD_STRUCTURES = [
-    (1, 2, 2, (1, 3), (1, 2), (0, 1), 1, 4, 5),
-    (2, 3, 3, (5, 2), 3, "valid", 1, 7, 6),
-    (1, 4, 4, (2, 4), (3, 1), (1, 0), 4, 5, 6),
-    (3, 4, 4, 3, 1, 1, 2, 1, 1),  # padded input exactly the kernel: one output, mostly padding
-    (1, 1, 2, 5, 1, "same", 1, 3, 4),  # kernel larger than the input
-    (2, 6, 6, 2, 3, 0, 3, 5, 5),  # stride > kernel: inputs no window sees
-    (1, 3, 6, (4, 1), 1, "same", 3, 4, 4),
-]
-STRUCTURES = [s for s in LAYER_CASES + ODD_STRUCTURES if not one_element_patches(s)]
-FEW = max(10, settings.default.max_examples // 10)
-TINY = {"float64": 1e-30, "float32": 1e-10}
-HUGE = 1e30
-
-
-# --- inputs from a recipe -----------------------------------------------------
-
-@st.composite
-def adversarial_arrays(draw, shape, dtype):
-    """An array of ``shape`` (NCHW) with zeros, ties, tiny and huge values, mixed signs."""
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    base = draw(st.sampled_from(["gaussian", "small integers", "zeros", "signs"]))
-    if base == "gaussian":
-        x = rng.standard_normal(shape)
-    elif base == "small integers":
-        x = rng.integers(-2, 3, shape).astype(np.float64)  # ties, zero patches
-    elif base == "signs":
-        x = rng.choice([-1.0, 1.0], shape)  # equal magnitudes, +a/-a ties
-    else:
-        x = np.zeros(shape)
-    magnitudes = [1.0, TINY[dtype], HUGE]
-    x *= draw(st.sampled_from(magnitudes))
-    for _ in range(draw(st.integers(0, 3))):
-        n = draw(st.integers(0, shape[0] - 1))
-        c0 = draw(st.integers(0, shape[1] - 1))
-        c1 = draw(st.integers(c0 + 1, shape[1]))
-        h0 = draw(st.integers(0, shape[2] - 1))
-        h1 = draw(st.integers(h0 + 1, shape[2]))
-        w0 = draw(st.integers(0, shape[3] - 1))
-        w1 = draw(st.integers(w0 + 1, shape[3]))
-        region = (n, slice(c0, c1), slice(h0, h1), slice(w0, w1))
-        edit = draw(st.sampled_from(["zero", "constant", "scale", "negate"]))
-        if edit == "zero":
-            x[region] = 0.0
-        elif edit == "constant":
-            x[region] = draw(st.sampled_from([1.0, -1.0, 0.5, 3.0, TINY[dtype], HUGE]))
-        elif edit == "scale":
-            x[region] *= draw(st.sampled_from(magnitudes[1:]))
-        else:
-            x[region] *= -1.0
-    # stacked edits may leave the stated range (1e60, tiny²): clip back into it
-    tiny = (np.abs(x) < TINY[dtype] * 1e-6) & (x != 0)
-    x[tiny] = np.sign(x[tiny]) * TINY[dtype]
-    return np.clip(x, -HUGE, HUGE)
-
-
-class ScsDraw(NamedTuple):
-    structure: tuple
-    dtype: str
-    weight_seed: int  # the layer's own init, seeded
-    p: tuple  # p_param per output channel
-    q: float  # q_param
-    zero_kernels: frozenset  # output channels whose kernel is set to 0
-    x: np.ndarray  # NCHW
-    g_seed: int  # upstream gradient: standard normal from this seed
-
-
-@st.composite
-def scs_draws(draw, structures):
-    structure = draw(structures)
-    dtype = draw(st.sampled_from(DTYPES))
-    n, c_in, c_out, *_, h, w = structure
-    return ScsDraw(
-        structure,
-        dtype,
-        draw(st.integers(0, 2**31 - 1)),
-        tuple(draw(st.lists(st.floats(*P_PARAM_RANGE), min_size=c_out, max_size=c_out))),
-        draw(st.floats(*Q_PARAM_RANGE)),
-        frozenset(draw(st.sets(st.integers(0, c_out - 1), max_size=c_out))),
-        draw(adversarial_arrays((n, c_in, h, w), dtype)),
-        draw(st.integers(0, 2**32 - 1)),
-    )
-
-
-def build_torch_layer(structure, dtype):
-    _, c_in, c_out, k, stride, padding, groups, _, _ = structure
-    return scs_torch.SharpenedCosineSimilarity2d(c_in, c_out, k, stride, padding, groups, dtype=TORCH_DTYPES[dtype])
-
-
-def drawn_torch_layer(case: ScsDraw):
-    """The torch layer of a draw: its init from ``weight_seed``, then the drawn p, q and zero kernels."""
-    layer = build_torch_layer(case.structure, case.dtype)
-    torch.manual_seed(case.weight_seed)
-    layer.reset_parameters()
-    with torch.no_grad():
-        layer.p.copy_(torch.tensor(case.p))
-        layer.q.fill_(case.q)
-        for o in case.zero_kernels:
-            layer.weight[o] = 0.0
-    return layer
+FEW = examples(0.1)
 
 
 def check_scs_draw(case: ScsDraw):

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import (
+from helpers.parity import (
     assert_close,
     jax_precision,
     jax_scs_run,

@@ -38,7 +38,7 @@ import jax
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close, jax_precision, relative_error
+from helpers.parity import assert_close, jax_precision, relative_error
 from flax import nnx
 
 from demos import build_jax, build_torch, transfer

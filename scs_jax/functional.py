@@ -13,11 +13,14 @@ https://github.com/brohrer/sharpened_cosine_similarity_torch (February 2022,
 built on code by Ze Wang, Oliver Batchelor, Stephen Hogg and Raphael Pisoni),
 after Raphael Pisoni's https://www.rpisoni.dev/posts/cossim-convolution/ .
 
-``s · k / (‖k‖ + q)`` is one convolution with the kernels divided by their
-norms first; ``‖s‖²`` is the squared input summed over each group's channels,
+``s · k / ‖k‖`` is one convolution with the kernels divided by their norms
+first; ``‖s‖²`` is the squared input summed over each group's channels,
 then summed over each window with ``lax.reduce_window`` (cheaper than a
-ones-kernel convolution, the same values). Nothing is unfolded. The division
-by ``‖s‖ + q``, the power and their derivatives are one ``jax.custom_vjp``
+ones-kernel convolution, the same values). Nothing is unfolded. The floor
+``q`` enters as two factors, ``1 / (‖s‖ + q)`` per patch and
+``‖k‖ / (‖k‖ + q)`` per output channel, so that ``d/dq`` is a sum of one small
+term per output element. The division, the product, the power and their
+derivatives are one ``jax.custom_vjp``
 (``_sharpen``), and MaxAbsPool over windows that do not overlap is another
 (two ``reduce_window`` passes forward, one elementwise routing pass backward).
 Some sums are written as products with a ones vector: on CPU, XLA (jaxlib
@@ -214,36 +217,41 @@ def _window_sum(x, kernel_size, stride, padding):
     )
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _sharpen(dot, norm, exponent, eps):
-    """``sign(c) · (|c| + eps) ** e`` with ``c = dot / norm``, with a hand-written backward.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _sharpen(dot, norm, exponent, scale, eps):
+    """``sign(c) · (|c| + eps) ** e`` with ``c = dot / norm · scale``, with a hand-written backward.
 
-    ``dot`` is ``(N, H', W', G, C_out // G)`` (the convolution with kernels
-    already divided by their norms), ``norm`` is ``‖s‖ + q``,
-    ``(N, H', W', G, 1)``, ``exponent`` is ``(G, C_out // G)``. The power is
-    ``exp(e · log(|c| + eps))``; the backward uses
-    ``∂out/∂dot = e · |out| / ((|c| + eps) · norm)`` (0 at ``c = 0``, torch's
-    and JAX's convention through ``sign``), ``∂out/∂norm = -∂out/∂dot · c``
-    and ``∂out/∂e = out · log(|c| + eps)``: one power instead of the two of
+    ``dot`` is ``(N, H', W', G, C_out // G)`` (the convolution with unit
+    kernels, ``s · k / ‖k‖``), ``norm`` is ``‖s‖ + q``, ``(N, H', W', G, 1)``,
+    ``exponent`` and ``scale`` (``‖k‖ / (‖k‖ + q)``) are ``(G, C_out // G)``.
+    The power is one ``jnp.power`` (accurate to an ulp, unlike
+    ``exp(e · log(|c| + eps))``); the backward uses
+    ``∂out/∂dot = e · |out| / (|c| + eps) · scale / norm`` (0 at ``c = 0``, torch's
+    and JAX's convention through ``sign``), ``∂out/∂norm`` and ``∂out/∂scale``
+    as ``∓∂out/∂dot · dot`` divided by ``norm`` and ``scale``, and
+    ``∂out/∂e = out · log(|c| + eps)``: one power instead of the two of
     ``jnp.power``'s derivative, the twin of ``scs_torch``'s ``_Sharpen``.
     """
-    return _sharpen_forward(dot, norm, exponent, eps)[0]
+    return _sharpen_forward(dot, norm, exponent, scale, eps)[0]
 
 
-def _sharpen_forward(dot, norm, exponent, eps):
-    cos = dot / norm
-    out = jnp.sign(cos) * jnp.exp(exponent * jnp.log(jnp.abs(cos) + eps))
-    return out, (dot, norm, exponent, out)
+def _sharpen_forward(dot, norm, exponent, scale, eps):
+    cos = dot / norm * scale
+    # power, not exp(e · log(base)): the latter's rounding grows with |e · log(base)|
+    # (float32: up to 7.6e-6 relative at base ~ 1e-12, against 6e-8 for power).
+    out = jnp.sign(cos) * jnp.power(jnp.abs(cos) + eps, exponent)
+    return out, (dot, norm, exponent, scale, out)
 
 
 def _sharpen_backward(eps, residuals, grad):
-    dot, norm, exponent, out = residuals
-    cos = dot / norm
-    base = jnp.abs(cos) + eps
-    grad_dot = grad * (exponent * jnp.abs(out) / (base * norm))
-    grad_norm = -_sum_minor(grad_dot * cos)
+    dot, norm, exponent, scale, out = residuals
+    base = jnp.abs(dot / norm * scale) + eps
+    grad_dot = grad * (exponent * scale * jnp.abs(out) / (base * norm))
+    moment = grad_dot * dot
+    grad_norm = -_sum_minor(moment) / norm
+    grad_scale = _sum_leading(moment, 2) / scale
     grad_exponent = _sum_leading(grad * out * jnp.log(base), 2)
-    return grad_dot, grad_norm, grad_exponent
+    return grad_dot, grad_norm, grad_exponent, grad_scale
 
 
 _sharpen.defvjp(_sharpen_forward, _sharpen_backward)
@@ -277,8 +285,14 @@ _cosine.defvjp(_cosine_forward, _cosine_backward)
 
 
 def _similarity_terms(x, kernel, p, q, stride, padding, groups, eps: float, precision, what: str):
-    """Checks the arguments; returns ``s·k / (‖k‖ + q)`` ``(N, H', W', G, C_out // G)``,
-    ``‖s‖ + q`` ``(N, H', W', G, 1)`` and the exponent ``(G, C_out // G)``."""
+    """Checks the arguments; returns ``s·k / ‖k‖`` ``(N, H', W', G, C_out // G)``,
+    ``‖s‖ + q`` ``(N, H', W', G, 1)``, the exponent and ``‖k‖ / (‖k‖ + q)``, both
+    ``(G, C_out // G)``: ``cos = s·k/‖k‖ / (‖s‖ + q) · ‖k‖/(‖k‖ + q)``.
+
+    The kernel's floor is a factor on the cosine rather than part of the
+    convolution's kernels so that ``d/dq`` is a sum of one small term per
+    output element (see ``scs_torch``'s twin for the measurements).
+    """
     if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
         raise ValueError(f"feature_group_count: expected a positive int, got {groups!r}")
     if len(kernel.shape) != 4:
@@ -309,11 +323,11 @@ def _similarity_terms(x, kernel, p, q, stride, padding, groups, eps: float, prec
         )
 
     q_value = jnp.square(q / Q_SCALE)
-    kernel_norm = jnp.sqrt(jnp.square(kernel).sum((0, 1, 2)) + eps) + q_value  # (C_out,)
-    # s · k / (‖k‖ + q) as one convolution with normalised kernels (small arrays).
+    kernel_length = jnp.sqrt(jnp.square(kernel).sum((0, 1, 2)) + eps)  # ‖k‖, (C_out,)
+    # s · k / ‖k‖ as one convolution with unit kernels (small arrays).
     dot = lax.conv_general_dilated(
         x,
-        kernel / kernel_norm,
+        kernel / kernel_length,
         window_strides=(sh, sw),
         padding=pads,
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
@@ -328,7 +342,9 @@ def _similarity_terms(x, kernel, p, q, stride, padding, groups, eps: float, prec
     per_group = out_features // groups
     _, h_out, w_out, _ = dot.shape
     exponent = jnp.square(p / P_SCALE).reshape(groups, per_group)
-    return dot.reshape(n, h_out, w_out, groups, per_group), patch_norm[..., None], exponent
+    # ‖k‖ / (‖k‖ + q) as 1 / (1 + q / ‖k‖): 1, not inf / inf, where ‖k‖ overflows.
+    scale = (1.0 / (1.0 + q_value / kernel_length)).reshape(groups, per_group)
+    return dot.reshape(n, h_out, w_out, groups, per_group), patch_norm[..., None], exponent, scale
 
 
 
@@ -374,12 +390,12 @@ def sharpened_cosine_similarity(
 
     The maths is the module docstring's; source: brohrer/sharpened_cosine_similarity_torch.
     """
-    dot, norm, exponent = _similarity_terms(
+    dot, norm, exponent, scale = _similarity_terms(
         x, kernel, p, q, stride, padding, feature_group_count, eps, precision,
         "sharpened_cosine_similarity",
     )
     n, h_out, w_out, groups, per_group = dot.shape
-    return _sharpen(dot, norm, exponent, eps).reshape(n, h_out, w_out, groups * per_group)
+    return _sharpen(dot, norm, exponent, scale, eps).reshape(n, h_out, w_out, groups * per_group)
 
 
 def max_abs_pool(x, kernel_size=2, stride=None, ceil_mode: bool = False):
@@ -584,7 +600,7 @@ def sharpened_cosine_similarity_max_abs_pool(
     sh, sw = (kh, kw) if pool_stride is None else _positive_pair("pool_stride", pool_stride)
     if not isinstance(ceil_mode, bool):
         raise TypeError(f"ceil_mode: expected a bool, got {ceil_mode!r}")
-    dot, norm, exponent = _similarity_terms(
+    dot, norm, exponent, scale = _similarity_terms(
         x, kernel, p, q, stride, padding, feature_group_count, eps, precision,
         "sharpened_cosine_similarity_max_abs_pool",
     )
@@ -597,6 +613,7 @@ def sharpened_cosine_similarity_max_abs_pool(
     cos = _cosine(dot, norm).reshape(n, h_out, w_out, groups * per_group)
     pooled = max_abs_pool(cos, (kh, kw), (sh, sw), ceil_mode)
     n, h_pool, w_pool, _ = pooled.shape
+    # scale > 0 per channel: pooling dot / norm picks the elements pooling the cosines would.
     one = jnp.ones((n, h_pool, w_pool, groups, 1), pooled.dtype)
-    out = _sharpen(pooled.reshape(n, h_pool, w_pool, groups, per_group), one, exponent, eps)
+    out = _sharpen(pooled.reshape(n, h_pool, w_pool, groups, per_group), one, exponent, scale, eps)
     return out.reshape(n, h_pool, w_pool, groups * per_group)

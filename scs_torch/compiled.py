@@ -8,7 +8,7 @@ derivatives) is about a dozen passes over the largest tensors of the network.
 ``torch.compile``'d versions of the same expressions, which TorchInductor
 fuses into a few vectorised C++ loops (measured on the Fashion-MNIST network,
 one CPU thread: the whole training step about 1.5x faster). The maths is the
-same; the results differ from eager ones by float rounding only (exp/log
+same; the results differ from eager ones by float rounding only (pow/log
 implementations and summation order), far inside the parity tolerances.
 
 Costs: TorchInductor needs a C++ compiler on the machine (``g++``/``clang``)
@@ -30,24 +30,26 @@ _EAGER = functional._KERNELS
 _COMPILED = None
 
 
-def _sharpen_forward(dot, norm, exponent, eps: float, needs_grad: bool):
-    cos = dot / norm
-    out = torch.sign(cos) * torch.exp(exponent * torch.log(cos.abs() + eps))
+def _sharpen_forward(dot, norm, exponent, scale, eps: float, needs_grad: bool):
+    cos = dot / norm * scale
+    out = torch.sign(cos) * torch.pow(cos.abs() + eps, exponent)
     if not needs_grad:
         return out, None
     # Fused code recomputes cheaply: keep only the inputs and the output.
-    return out, (dot, norm, exponent, out)
+    return out, (dot, norm, exponent, scale, out)
 
 
 def _sharpen_backward(grad, saved, eps: float):
-    dot, norm, exponent, out = saved
-    cos = dot / norm
+    dot, norm, exponent, scale, out = saved
+    cos = dot / norm * scale
     base = cos.abs() + eps
     # |out| as out · sign(c): 0 where c = 0, like the output itself.
-    grad_dot = grad * (exponent * (out * torch.sign(cos)) / (base * norm))
-    grad_norm = -(grad_dot * cos).sum(2, keepdim=True)
+    grad_dot = grad * (exponent * scale * (out * torch.sign(cos)) / (base * norm))
+    moment = grad_dot * dot
+    grad_norm = -moment.sum(2, keepdim=True) / norm
+    grad_scale = moment.sum((0, 3, 4), keepdim=True) / scale
     grad_exponent = (grad * out * torch.log(base)).sum((0, 3, 4), keepdim=True)
-    return grad_dot, grad_norm, grad_exponent
+    return grad_dot, grad_norm, grad_exponent, grad_scale
 
 
 def enable() -> None:
