@@ -62,6 +62,8 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
+from demos import machine as host  # noqa: E402
+
 FRAMEWORKS = ("torch", "jax")
 TARGETS = {  # framework: (SCS / floor, SCS / unfold baseline), from issue 6
     "torch": (2.0, 0.2),
@@ -78,39 +80,13 @@ VARIANT_LABELS = {
 # --------------------------------------------------------------------------- machine
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict:
-    from importlib import metadata
-
-    versions = {}
-    for name in ("torch", "jax", "jaxlib", "flax", "optax", "numpy"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    try:
-        commit = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=ROOT,
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = None
     return {
-        "cpu": _cpu_name(),
+        "cpu": host.cpu_name(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
-        "packages": versions,
-        "code": commit,
+        "packages": host.package_versions(("torch", "jax", "jaxlib", "flax", "optax", "numpy")),
+        "code": host.code_version(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
 

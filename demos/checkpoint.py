@@ -45,13 +45,11 @@ import json
 import os
 import re
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import results_store
-from .results_store import _make_dirs
+from . import atomic, results_store
 
 __all__ = ["FORMAT", "Checkpoint", "CheckpointDir", "CheckpointError", "checkpoint_dir"]
 
@@ -98,49 +96,19 @@ def _entry_name(run_index: int, epoch: int) -> str:
     return f"run_{run_index:04d}_epoch_{epoch:04d}"
 
 
-def _fsync_path(path: Path, directory: bool = False) -> None:
-    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:  # e.g. folders on Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(root: Path) -> None:
-    """fsync every file and folder under ``root`` (orbax itself does not)."""
-    for folder, _, files in os.walk(root):
-        for name in files:
-            _fsync_path(Path(folder) / name)
-        _fsync_path(Path(folder), directory=True)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    data = (json.dumps(obj, indent=1, allow_nan=True) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=1, allow_nan=True) + "\n").encode("utf-8")
 
 
 def _discard(path: Path) -> None:
     """Delete a checkpoint folder: rename it to a hidden name first, so no half-deleted
     folder is ever left under a checkpoint's name."""
-    trash = path.parent / f".trash-{path.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    trash = atomic.hidden_name(path, "trash")
     try:
         os.rename(path, trash)
     except FileNotFoundError:
         return
-    _fsync_path(path.parent, directory=True)
+    atomic.fsync_dir(path.parent)
     shutil.rmtree(trash, ignore_errors=True)
 
 
@@ -235,7 +203,7 @@ class CheckpointDir:
         """
         if self._lock_fd is not None:
             return
-        _make_dirs(self.path)
+        atomic.make_dirs(self.path)
         lock = self.path / _LOCK_NAME
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -362,23 +330,23 @@ class CheckpointDir:
             raise RuntimeError("CheckpointDir.save() needs acquire() first")
         run_index, epoch = record["run_index"], len(record["epochs"])
         final = self.path / _entry_name(run_index, epoch)
-        tmp = self.path / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp = atomic.hidden_name(final)
         tmp.mkdir()
         try:
             _SAVERS[self.framework](trainer, tmp)
-            _write_json(tmp / "meta.json", {
+            atomic.write_new(tmp / "meta.json", _json_bytes({
                 "format": FORMAT, "framework": self.framework, "run_index": run_index,
                 "epoch": epoch, "global_step": int(global_step), "record": record,
                 "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            })
-            _fsync_tree(tmp)
+            }))
+            atomic.fsync_tree(tmp)
             if final.exists():  # cannot happen in one demo; never mix two checkpoints
                 _discard(final)
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _fsync_path(self.path, directory=True)
+        atomic.fsync_dir(self.path)
         for _, _, older in self._entries()[0]:
             if older != final:
                 _discard(older)
@@ -398,12 +366,8 @@ class CheckpointDir:
         if self._lock_fd is None:
             raise RuntimeError("CheckpointDir.mark_failed() needs acquire() first")
         path = self.path / f"failed_run_{run_index:04d}.json"
-        tmp = self.path / f".tmp-{path.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        _write_json(tmp, {"run_index": run_index, "error": message,
-                          "seed": (record or {}).get("seed"),
-                          "settings": (record or {}).get("settings"),
-                          "epochs": (record or {}).get("epochs"),
-                          "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
-        os.replace(tmp, path)
-        _fsync_path(self.path, directory=True)
+        atomic.replace_file(path, _json_bytes({
+            "run_index": run_index, "error": message, "seed": (record or {}).get("seed"),
+            "settings": (record or {}).get("settings"), "epochs": (record or {}).get("epochs"),
+            "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}))
         return path

@@ -36,9 +36,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -46,8 +44,10 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     if sys.path[:1] != [_REPO_ROOT]:
         sys.path.insert(0, _REPO_ROOT)
 
+from demos import atomic  # noqa: E402
 from demos import results_store as rs  # noqa: E402
 from demos import runner  # noqa: E402
+from demos.stats import format_number, summarize, two_se_check, welch  # noqa: E402
 from demos.runner import _positive_float, _positive_int, _version  # noqa: E402
 
 __all__ = ["parse_args", "compare", "format_report", "write_report", "main",
@@ -170,8 +170,6 @@ def compare(runs: list[dict]) -> dict:
         ComparisonError: a framework has fewer than two runs, the runs do not share
             :data:`COMPARED_SETTINGS`, or a final test error is not finite.
     """
-    from scipy import stats as sps
-
     by_fw = {fw: [r for r in runs if r["framework"] == fw] for fw in rs.FRAMEWORKS}
     counts = {fw: len(rs_) for fw, rs_ in by_fw.items()}
     if min(counts.values()) < 2:
@@ -194,26 +192,21 @@ def compare(runs: list[dict]) -> dict:
             raise ComparisonError(f"{_describe_run(record)}: final test error is {final}")
     stats = {}
     for fw, group in by_fw.items():
-        stats[fw] = rs.summarize(group)[(group[0]["dataset"], fw)]
+        stats[fw] = summarize(group)[(group[0]["dataset"], fw)]
         stats[fw]["seeds"] = [r["seed"] for r in group]
     a, b = stats["torch"], stats["jax"]
-    difference = a["mean"] - b["mean"]
-    combined = math.sqrt(a["stderr"] ** 2 + b["stderr"] ** 2)
-    welch = sps.ttest_ind(a["final_errors"], b["final_errors"], equal_var=False)
+    difference, combined, within = two_se_check(a, b)
+    test = welch(a["final_errors"], b["final_errors"])
     return {
         "stats": stats,
         "settings": dict(_settings_key(runs[0])),
         "difference": difference,
         "combined_stderr": combined,
-        "within_two_se": abs(difference) <= 2 * combined,
-        "welch_t": float(welch.statistic),
-        "welch_p": float(welch.pvalue),
-        "welch_df": float(getattr(welch, "df", math.nan)),
+        "within_two_se": within,
+        "welch_t": test.t,
+        "welch_p": test.p,
+        "welch_df": test.df,
     }
-
-
-def _num(x: float, digits: int = 3) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
 def format_report(dataset: str, version: str, result: dict, runs: list[dict]) -> str:
@@ -252,8 +245,8 @@ def format_report(dataset: str, version: str, result: dict, runs: list[dict]) ->
                  f"{'min %':>7s}  {'max %':>7s}")
     for fw in rs.FRAMEWORKS:
         s = stats[fw]
-        lines.append(f"{fw:9s}  {s['n']:4d}  {_num(s['mean']):>8s}  {_num(s['stderr']):>7s}  "
-                     f"{_num(s['std']):>7s}  {_num(s['min']):>7s}  {_num(s['max']):>7s}")
+        mean, stderr, std, low, high = (format_number(s[k]) for k in ("mean", "stderr", "std", "min", "max"))
+        lines.append(f"{fw:9s}  {s['n']:4d}  {mean:>8s}  {stderr:>7s}  {std:>7s}  {low:>7s}  {high:>7s}")
     for fw in rs.FRAMEWORKS:
         s = stats[fw]
         lines.append(f"{fw}: {s['mean']:.3f} ± {s['stderr']:.3f} % (mean ± standard error, n = {s['n']})")
@@ -263,8 +256,8 @@ def format_report(dataset: str, version: str, result: dict, runs: list[dict]) ->
     lines.append(f"combined standard error sqrt(se_torch^2 + se_jax^2): {se:.3f}")
     p = result["welch_p"]
     note = " (undefined: no spread in the final errors)" if math.isnan(p) else ""
-    lines.append(f"Welch's t-test: t = {_num(result['welch_t'])}, df = {_num(result['welch_df'], 2)}, "
-                 f"p = {p:.4g}{note}")
+    lines.append(f"Welch's t-test: t = {format_number(result['welch_t'])}, "
+                 f"df = {format_number(result['welch_df'], 2)}, p = {p:.4g}{note}")
     if result["within_two_se"]:
         lines.append(f"check: |difference| = {abs(diff):.3f} <= 2 x combined standard error = "
                      f"{2 * se:.3f}: the means agree within two standard errors")
@@ -284,20 +277,7 @@ def write_report(text: str, dataset: str, version: str, results_dir=None) -> Pat
     folder = Path(rs.RESULTS_DIR if results_dir is None else results_dir) / dataset / version
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / REPORT_NAME
-    fd, tmp = tempfile.mkstemp(prefix=f".{REPORT_NAME}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic.replace_file(target, text.encode("utf-8"))
     return target
 
 

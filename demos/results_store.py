@@ -8,11 +8,12 @@ rewritten::
 ``NNNN`` is the 0-based run index, zero-padded to four digits (``run_0000``,
 ``run_0001``, ...; index 10000 and up simply gets more digits).
 
-Writing a run (:func:`save_run`) goes through a hidden temp file in the same
-folder that is flushed and fsynced, then hard-linked to its final name, which
-fails instead of replacing an existing file.  A process killed at any moment
-therefore leaves either the complete new run file or none at all (at worst a
-stray hidden ``.run_*.tmp`` file, which every reader ignores), and the files of
+Writing a run (:func:`save_run`, through :func:`demos.atomic.create_file`) goes
+through a hidden temp file in the same folder that is flushed and fsynced,
+then hard-linked to its final name, which fails instead of replacing an
+existing file.  A process killed at any moment therefore leaves either the
+complete new run file or none at all (at worst a stray hidden
+``.tmp-run_*.tmp`` file, which every reader ignores), and the files of
 earlier runs are never opened for writing.
 
 Readers (:func:`load_runs`, :func:`check_appendable`) never modify, move or
@@ -20,7 +21,7 @@ delete anything.  A corrupt or foreign file is reported with its path and left
 for the user to move away.
 
 This module only uses the standard library, so it is cheap to import (no
-torch / jax / tensorflow).
+torch / jax / tensorflow). Statistics of the runs are in :mod:`demos.stats`.
 
 Record schema (``schema`` = 1), a JSON object::
 
@@ -43,15 +44,14 @@ and ``host`` are recommended and any extra keys are kept as they are.
 
 from __future__ import annotations
 
-import errno
 import json
-import math
 import os
 import re
 import sys
-import uuid
 from pathlib import Path
 from typing import Any, Iterable
+
+from . import atomic
 
 __all__ = [
     "RESULTS_DIR",
@@ -72,7 +72,6 @@ __all__ = [
     "load_runs",
     "list_versions",
     "check_appendable",
-    "summarize",
 ]
 
 #: The repository's results folder (``<repo>/results``); the default for every
@@ -406,52 +405,17 @@ def _json_default(obj: Any) -> Any:
         f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a folder's entries (new / renamed files) durable, where possible."""
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-    try:
-        fd = os.open(directory, flags)
-    except OSError:  # e.g. Windows cannot open folders
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _make_dirs(directory: Path) -> None:
-    """``mkdir -p`` that fsyncs each parent of a newly created folder."""
-    missing = []
-    d = directory
-    while not d.exists():
-        missing.append(d)
-        if d.parent == d:
-            break
-        d = d.parent
-    for d in reversed(missing):
-        try:
-            d.mkdir()
-        except FileExistsError:
-            pass  # another process created it meanwhile
-        _fsync_dir(d.parent)
-    if not directory.is_dir():
-        raise ResultsError(f"{directory} exists but is not a folder",
-                           [directory])
-
-
 def save_run(record: dict, results_dir: os.PathLike | str | None = None) -> Path:
     """Write one completed run as a new file, atomically, never overwriting.
 
     The record is serialised first (nothing touches the disk if that fails),
-    written to a hidden temp file in the destination folder, flushed and
-    fsynced, then hard-linked to ``run_<NNNN>.json`` (a link fails rather
-    than replacing an existing file), the temp file is removed and the
-    folder is fsynced.  On file systems without hard links it falls back to
-    an existence check followed by ``os.rename``.  A process killed at any
-    point leaves either the complete run file or none (plus possibly a stray
-    hidden ``*.tmp`` file that readers ignore); other files are not touched.
+    then written with :func:`demos.atomic.create_file`: a hidden temp file in
+    the destination folder, flushed and fsynced, hard-linked to
+    ``run_<NNNN>.json`` (a link fails rather than replacing an existing
+    file; without hard links, an existence check and ``os.rename``).  A
+    process killed at any point leaves either the complete run file or none
+    (plus possibly a stray hidden temp file that readers ignore); other
+    files are not touched.
 
     numpy / torch / jax scalars or arrays in the record are converted with
     their ``tolist()``.  NaN and infinities are written as JSON ``NaN`` /
@@ -488,42 +452,15 @@ def save_run(record: dict, results_dir: os.PathLike | str | None = None) -> Path
         raise ResultsError(
             f"{final} already exists; a run file is never overwritten "
             f"(use next_run_index() to pick a free index)", [final])
-    _make_dirs(directory)
-
-    data = (text + "\n").encode("utf-8")
-    tmp = directory / f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    atomic.make_dirs(directory)
+    if not directory.is_dir():
+        raise ResultsError(f"{directory} exists but is not a folder", [directory])
     try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, final)
-        except FileExistsError:
-            raise ResultsError(
-                f"{final} already exists (written by another process?); "
-                f"a run file is never overwritten", [final]) from None
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP,
-                                 errno.EMLINK, errno.EXDEV, errno.ENOSYS,
-                                 errno.EACCES):
-                raise
-            # No hard links here: check, then rename (tiny race window).
-            if os.path.lexists(final):
-                raise ResultsError(
-                    f"{final} already exists; a run file is never "
-                    f"overwritten", [final]) from None
-            os.rename(tmp, final)
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-    _fsync_dir(directory)
+        atomic.create_file(final, (text + "\n").encode("utf-8"))
+    except FileExistsError:
+        raise ResultsError(
+            f"{final} already exists (written by another process?); "
+            f"a run file is never overwritten", [final]) from None
     return final
 
 
@@ -692,69 +629,3 @@ def check_appendable(dataset: str, version: str, framework: str,
                 problems,
                 "Refusing to add runs next to it. " + _MOVE_AWAY_HINT),
             [p for p, _ in problems])
-
-
-# --------------------------------------------------------------------------
-# Statistics
-# --------------------------------------------------------------------------
-
-def summarize(runs: list[dict]) -> dict:
-    """Statistics of the final-epoch test error (%) per dataset and framework.
-
-    Args:
-        runs: records of a single version, e.g. from :func:`load_runs`.
-
-    Returns:
-        ``{(dataset, framework): stats}``, with the keys in first-seen order
-        and ``stats`` a dict with
-
-        * ``n``: number of runs,
-        * ``mean``: mean final test error in %,
-        * ``std``: sample standard deviation (ddof=1; NaN if n < 2),
-        * ``stderr``: standard error of the mean, ``std / sqrt(n)`` (NaN if
-          n < 2),
-        * ``min`` / ``max``: smallest / largest final test error,
-        * ``final_errors``: the final test errors, in the order of ``runs``,
-        * ``run_indices``: the matching run indices,
-        * ``epochs``: the number of epochs of each run.
-
-        A NaN final error (a diverged run) makes mean/std NaN.
-
-    Raises:
-        ValueError: the runs mix several versions (the keys would merge
-            them), or a record has no epochs.
-    """
-    versions = sorted({str(r.get("version")) for r in runs})
-    if len(versions) > 1:
-        raise ValueError(
-            f"summarize() got runs of several versions ({', '.join(versions)});"
-            " summarize one version at a time")
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for r in runs:
-        if not r.get("epochs"):
-            raise ValueError(
-                f"run {r.get('dataset')}/{r.get('version')}/"
-                f"{r.get('framework')}/{r.get('run_index')} has no epochs")
-        groups.setdefault((r["dataset"], r["framework"]), []).append(r)
-    out: dict[tuple[str, str], dict] = {}
-    for key, group in groups.items():
-        errors = [float(r["epochs"][-1]["test_error"]) for r in group]
-        n = len(errors)
-        mean = math.fsum(errors) / n
-        if n >= 2:
-            std = math.sqrt(math.fsum((e - mean) ** 2 for e in errors) / (n - 1))
-            stderr = std / math.sqrt(n)
-        else:
-            std = stderr = math.nan
-        out[key] = {
-            "n": n,
-            "mean": mean,
-            "std": std,
-            "stderr": stderr,
-            "min": min(errors),
-            "max": max(errors),
-            "final_errors": errors,
-            "run_indices": [r["run_index"] for r in group],
-            "epochs": [len(r["epochs"]) for r in group],
-        }
-    return out

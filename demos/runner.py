@@ -40,15 +40,15 @@ import os
 import platform
 import sys
 import time
-from importlib import metadata
 
 import numpy as np
 
-from . import results_store
+from . import machine, results_store
 from .architectures import get_architecture
 from .augment import CIFAR_CROP_PADDING, AugmentPlan
 from .batch_plan import BatchPlan
 from .checkpoint import Checkpoint, CheckpointDir, CheckpointError
+from .stats import summarize
 
 __all__ = ["parse_args", "main", "train_run", "NonFiniteLossError"]
 
@@ -202,41 +202,6 @@ def parse_args(dataset: str, framework: str, argv=None) -> argparse.Namespace:
     return args
 
 
-def _packages() -> dict[str, str]:
-    versions = {}
-    for name in ("numpy", "torch", "jax", "jaxlib", "flax", "optax", "tensorflow-datasets"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _code_version() -> str | None:
-    """The repository's git commit (with ``-dirty`` for local changes), when available."""
-    import subprocess
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        return subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=root,
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def _augment_plan(args, data, seed: int) -> AugmentPlan:
     """The run's augmentation as the flags ask (a plan that does nothing without them)."""
     return AugmentPlan(len(data.train_labels), tuple(data.train_images.shape[1:3]), seed,
@@ -330,9 +295,9 @@ def train_run(framework, architecture, data, args, run_index: int, progress: boo
             "settings": {**run_settings(args, data, plan, schedule, data_sha256), **compiled},
             "epochs": [],
             "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "packages": _packages(),
-            "code": _code_version(),
-            "host": {"cpu": _cpu_name(), "cores": os.cpu_count(),
+            "packages": machine.package_versions(machine.RUN_PACKAGES),
+            "code": machine.code_version(),
+            "host": {"cpu": machine.cpu_name(), "cores": os.cpu_count(),
                      "device": _device_name(framework, trainer), "python": platform.python_version()},
         }
     else:
@@ -343,7 +308,7 @@ def train_run(framework, architecture, data, args, run_index: int, progress: boo
         record.setdefault("resumed", []).append({
             "after_epoch": resume.epoch,
             "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "code": _code_version(),
+            "code": machine.code_version(),
             **compiled,
         })
     start_epoch = len(record["epochs"])
@@ -536,7 +501,7 @@ def main(dataset: str, framework: str, argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if previous:
-        summary = results_store.summarize(previous)[(dataset, framework)]
+        summary = summarize(previous)[(dataset, framework)]
         print(f"{len(previous)} earlier {framework} run(s) of {dataset} {args.version}: "
               f"final test error {summary['mean']:.2f}% mean; appending.")
     if args.no_progress and not args.no_checksum:

@@ -30,8 +30,8 @@ could not be made), 2 on bad arguments (e.g. an invalid version string).
 from __future__ import annotations
 
 import argparse
+import io
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -42,7 +42,9 @@ if __package__ in (None, ""):
     if sys.path[:1] != [_REPO_ROOT]:
         sys.path.insert(0, _REPO_ROOT)
 
+from demos import atomic  # noqa: E402
 from demos import results_store as rs  # noqa: E402
+from demos.stats import format_number, summarize, welch  # noqa: E402
 
 #: Default folder for the PNGs: ``<repo>/plots``.
 PLOTS_DIR: Path = Path(__file__).resolve().parent.parent / "plots"
@@ -53,10 +55,6 @@ _DATASET_TITLES = {"fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
 # --------------------------------------------------------------------------
 # Text output
 # --------------------------------------------------------------------------
-
-def _fmt(x: float, digits: int = 3) -> str:
-    return "n/a" if x is None or math.isnan(x) else f"{x:.{digits}f}"
-
 
 def _epochs_text(epochs: list[int]) -> str:
     lo, hi = min(epochs), max(epochs)
@@ -71,7 +69,7 @@ def format_table(dataset: str, version: str, stats: dict,
         dataset: dataset name.
         version: version label.
         stats: ``{framework: stats}`` with stats as from
-            :func:`demos.results_store.summarize`.
+            :func:`demos.stats.summarize`.
         results_dir: results root, shown in the heading.
 
     Returns:
@@ -85,8 +83,7 @@ def format_table(dataset: str, version: str, stats: dict,
         if fw in stats:
             s = stats[fw]
             rows.append((fw, str(s["n"]), _epochs_text(s["epochs"]),
-                         _fmt(s["mean"]), _fmt(s["std"]), _fmt(s["stderr"]),
-                         _fmt(s["min"]), _fmt(s["max"])))
+                         *(format_number(s[k]) for k in ("mean", "std", "stderr", "min", "max"))))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells):
@@ -120,17 +117,14 @@ def compare_frameworks(stats: dict) -> list[str]:
              f"{'n/a' if math.isnan(diff) else f'{diff:+.3f}'} percentage points"]
     if a["n"] >= 2 and b["n"] >= 2:
         try:
-            from scipy import stats as sps
+            res = welch(a["final_errors"], b["final_errors"])
         except ImportError:
             lines.append("Welch's t-test: scipy is not installed")
         else:
-            res = sps.ttest_ind(a["final_errors"], b["final_errors"],
-                                equal_var=False)
-            p = float(res.pvalue)
-            note = ("" if not math.isnan(p)
+            note = ("" if not math.isnan(res.p)
                     else " (undefined: no spread in the final errors)")
-            lines.append(f"Welch's t-test: t = {_fmt(float(res.statistic))}, "
-                         f"p = {p:.4g}{note}")
+            lines.append(f"Welch's t-test: t = {format_number(res.t)}, "
+                         f"p = {res.p:.4g}{note}")
     else:
         lines.append(f"Welch's t-test: needs >= 2 runs per framework "
                      f"({a_name}: {a['n']}, {b_name}: {b['n']})")
@@ -144,16 +138,9 @@ def compare_frameworks(stats: dict) -> list[str]:
 def _save_figure(fig, path: Path) -> None:
     """Write a figure as PNG via a temp file + rename (never half-written)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            fig.savefig(f, format="png", dpi=120)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
+    atomic.replace_file(path, png.getvalue())
 
 
 def _finite(values):
@@ -358,8 +345,8 @@ def main(argv: list[str] | None = None) -> int:
             ds_runs = [r for r in runs if r["dataset"] == ds]
             if not ds_runs:
                 continue
-            stats = {fw: s for (_, fw), s in rs.summarize(ds_runs).items()}
-            print(format_table(ds, v, stats, Path(results_dir)))
+            by_framework = {fw: s for (_, fw), s in summarize(ds_runs).items()}
+            print(format_table(ds, v, by_framework, Path(results_dir)))
             print()
 
     if all_runs and not args.no_plots:

@@ -19,6 +19,7 @@ from helpers.demo_runs import make_record, snapshot
 from hypothesis import given, strategies as st
 
 from demos import results_store as rs
+from demos.stats import summarize
 
 REPO_ROOT = Path(rs.__file__).resolve().parent.parent
 
@@ -329,7 +330,7 @@ def test_summarize_hand_computed():
     runs = [make_record("torch", i, e) for i, e in enumerate([8.0, 9.0, 10.0])]
     runs += [make_record("jax", i, e, n_epochs=4) for i, e in enumerate([9.5, 10.5])]
     runs += [make_record("torch", 0, 20.0, dataset="cifar10")]
-    s = rs.summarize(runs)
+    s = summarize(runs)
     assert list(s) == [("fashion_mnist", "torch"), ("fashion_mnist", "jax"),
                        ("cifar10", "torch")]
     t = s[("fashion_mnist", "torch")]
@@ -347,12 +348,12 @@ def test_summarize_hand_computed():
     c = s[("cifar10", "torch")]
     assert c["n"] == 1 and c["mean"] == 20.0
     assert math.isnan(c["std"]) and math.isnan(c["stderr"])
-    assert rs.summarize([]) == {}
+    assert summarize([]) == {}
 
 
 def test_summarize_rejects_mixed_versions():
     with pytest.raises(ValueError, match="version"):
-        rs.summarize([make_record(version="v1"), make_record(version="v2")])
+        summarize([make_record(version="v1"), make_record(version="v2")])
 
 
 # --------------------------------------------------------------------------
