@@ -14,6 +14,7 @@ from scipy import stats as sps
 
 from demos import compare_frameworks as cf
 from demos import results_store as rs
+from demos.records import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parent.parent
 VERSION = "vtest"
@@ -30,7 +31,7 @@ def make_record(framework: str, run_index: int, final_error: float, **settings) 
         epochs.append({"epoch": e, "train_loss": 0.5, "train_accuracy": 0.8, "test_loss": 0.4,
                        "test_accuracy": 1 - error / 100, "test_error": error,
                        "learning_rate": 1e-3, "seconds": 1.0})
-    return {"schema": rs.SCHEMA_VERSION, "dataset": "fashion_mnist", "version": VERSION,
+    return {"schema": SCHEMA_VERSION, "dataset": "fashion_mnist", "version": VERSION,
             "framework": framework, "run_index": run_index, "seed": run_index,
             "settings": {**SETTINGS, **settings}, "epochs": epochs,
             "packages": {"numpy": "2.4.0"}}

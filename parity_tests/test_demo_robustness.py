@@ -27,6 +27,7 @@ from helpers.demo_runs import DATASET, REPO, VERSION, StopAfter, demo_args, numb
 
 from demos import results_store, runner
 from demos.checkpoint import CheckpointDir, CheckpointError, checkpoint_dir
+from demos.data.tfds_idx import silence_progress_bars
 
 # --------------------------------------------------------------------------
 # Helpers
@@ -406,7 +407,7 @@ def test_no_progress_silences_tfds_progress_bars():
     tqdm_utils = pytest.importorskip("tensorflow_datasets.core.utils.tqdm_utils")
     tqdm_utils.enable_progress_bar()
     try:
-        runner._silence_tfds_progress()
+        silence_progress_bars()
         assert tqdm_utils._active is False
     finally:
         tqdm_utils.enable_progress_bar()

@@ -54,7 +54,7 @@ from helpers.demo_trajectories import (
 
 from demos.architectures import FASHION_MNIST
 from demos.batch_plan import BatchPlan
-from demos.data import DEFAULT_FASHION_MNIST_DIR
+from demos.data.fashion_mnist import DEFAULT_DIR as DEFAULT_FASHION_MNIST_DIR
 from demos.optim import OneCycle
 from demos.train_jax import JaxTrainer
 from demos.train_torch import TorchTrainer

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from demos import data
+from demos.data import cifar10
 
 __all__ = ["write_idx_gz", "make_idx_dir", "cifar_pixel", "make_cifar_archive"]
 
@@ -72,7 +72,7 @@ def make_cifar_archive(folder: Path, per_batch: int = 3, n_test: int = 4) -> dic
     members["cifar-10-batches-bin/batches.meta.txt"] = (
         "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n"
     ).encode()
-    archive = folder / data.CIFAR10_ARCHIVE
+    archive = folder / cifar10.ARCHIVE
     with tarfile.open(archive, "w:gz") as tar:
         for name, blob in members.items():
             info = tarfile.TarInfo(name)

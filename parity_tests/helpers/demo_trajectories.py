@@ -18,7 +18,7 @@ from flax import nnx
 
 from demos import build_jax, build_torch, transfer
 from demos.batch_plan import BatchPlan
-from demos.data import DEFAULT_FASHION_MNIST_DIR, load_fashion_mnist
+from demos.data import fashion_mnist
 from demos.train_jax import JaxTrainer
 from demos.train_torch import TorchTrainer
 from scs_jax import convert as jax_convert
@@ -40,7 +40,7 @@ FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
 
 
 def fashion_available() -> bool:
-    return all(os.path.isfile(os.path.join(DEFAULT_FASHION_MNIST_DIR, f)) for f in FASHION_FILES)
+    return all(os.path.isfile(os.path.join(fashion_mnist.DEFAULT_DIR, f)) for f in FASHION_FILES)
 
 
 def _generated_images(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +60,7 @@ def load_train_subset():
     if fashion_available():
         # verify_checksum=False: NumPy parse of the IDX files, no TensorFlow
         # (test_data.py checks these arrays equal the verified TFDS ones).
-        ds = load_fashion_mnist(DEFAULT_FASHION_MNIST_DIR, verify_checksum=False)
+        ds = fashion_mnist.load(fashion_mnist.DEFAULT_DIR, verify_checksum=False)
         return ds.train_images[:N_TRAIN], ds.train_labels[:N_TRAIN], "real"
     images, labels = _generated_images(N_TRAIN)
     return images, labels, "generated"
