@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from demos.checkpoint import CheckpointDir
+from demos.recipe import REFERENCE
 
 __all__ = ["REPO", "DATASET", "VERSION", "TIMING_KEYS", "demo_args", "numbers", "tree_bytes",
            "snapshot", "StopAfter", "make_record"]
@@ -85,7 +86,7 @@ def make_record(framework="torch", run_index=0, final_errors=None, *,
         "schema": 1, "dataset": dataset, "version": version,
         "framework": framework, "run_index": run_index,
         "seed": run_index if seed is None else seed,
-        "settings": {"epochs": n_epochs, "batch_size": 1024, "max_lr": 0.01},
+        "settings": {"epochs": n_epochs, "batch_size": REFERENCE.batch_size, "max_lr": REFERENCE.max_lr},
         "epochs": epochs,
         "started": "2026-01-01T00:00:00+00:00",
         "finished": "2026-01-01T00:01:00+00:00",

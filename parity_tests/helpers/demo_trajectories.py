@@ -19,6 +19,7 @@ from flax import nnx
 from demos import build_jax, build_torch, transfer
 from demos.batch_plan import BatchPlan
 from demos.data import fashion_mnist
+from demos.recipe import REFERENCE
 from demos.train_jax import JaxTrainer
 from demos.train_torch import TorchTrainer
 from scs_jax import convert as jax_convert
@@ -30,7 +31,7 @@ __all__ = ["N_TRAIN", "BATCH", "MAX_LR", "SEED", "fashion_available", "load_trai
 
 N_TRAIN = 500
 BATCH = 32
-MAX_LR = 0.01
+MAX_LR = REFERENCE.max_lr
 SEED = 0
 FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
