@@ -316,8 +316,9 @@ def test_non_finite_loss_mid_run_deletes_checkpoint_and_goes_on(idx_dir, tmp_pat
 # --------------------------------------------------------------------------
 
 def run_demo(*args: str, framework: str = "torch", cwd: Path = REPO) -> subprocess.CompletedProcess:
-    """The demo script as a user runs it. Every case here stops before torch or JAX is
-    imported, so each call costs well under a second."""
+    """The demo script as a user runs it. Every case here stops before any data is read or
+    network built, so each call costs little more than importing the framework (whose
+    trainer adds its own flags to the command line)."""
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     return subprocess.run([sys.executable, str(REPO / "demos" / f"{DATASET}_{framework}.py"), *args],
                           capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
