@@ -62,7 +62,10 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-FRAMEWORKS = ("torch", "jax")
+from demos import machine as host  # noqa: E402
+from demos.recipe import REFERENCE  # noqa: E402
+from demos.trainers import FRAMEWORKS, trainer_class  # noqa: E402
+
 TARGETS = {  # framework: (SCS / floor, SCS / unfold baseline), from issue 6
     "torch": (2.0, 0.2),
     "jax": (1.5, 0.1),
@@ -78,39 +81,13 @@ VARIANT_LABELS = {
 # --------------------------------------------------------------------------- machine
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict:
-    from importlib import metadata
-
-    versions = {}
-    for name in ("torch", "jax", "jaxlib", "flax", "optax", "numpy"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    try:
-        commit = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=ROOT,
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = None
     return {
-        "cpu": _cpu_name(),
+        "cpu": host.cpu_name(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
-        "packages": versions,
-        "code": commit,
+        "packages": host.package_versions(("torch", "jax", "jaxlib", "flax", "optax", "numpy")),
+        "code": host.code_version(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
 
@@ -184,7 +161,7 @@ def torch_worker(args) -> dict:
     except (ImportError, AttributeError):  # an older tree (the benchmark also runs on earlier commits)
         compiled_kernels = None
     images, labels = _synthetic(args.train_examples)
-    schedule = OneCycle(max_lr=0.01, total_steps=10_000)
+    schedule = OneCycle(max_lr=REFERENCE.max_lr, total_steps=10_000)
     eager = {"compile_kernels": False} if "compile_kernels" in inspect.signature(TorchTrainer).parameters else {}
 
     def trainer(architecture):
@@ -223,7 +200,7 @@ def jax_worker(args) -> dict:
     from demos.train_jax import JaxTrainer
 
     images, labels = _synthetic(args.train_examples)
-    schedule = OneCycle(max_lr=0.01, total_steps=10_000)
+    schedule = OneCycle(max_lr=REFERENCE.max_lr, total_steps=10_000)
 
     def trainer(architecture):
         return JaxTrainer(architecture, schedule, images, labels, seed=0, batch_size=args.batch_size)
@@ -254,11 +231,7 @@ def epoch_worker(args) -> dict:
     """Run the real demo for ``args.epochs`` epochs with its trainer's calls timed; report memory too."""
     from demos import runner
 
-    if args.epoch_worker == "torch":
-        from demos.train_torch import TorchTrainer as Trainer
-    else:
-        from demos.train_jax import JaxTrainer as Trainer
-
+    Trainer = trainer_class(args.epoch_worker)
     steps, evaluations, trainers = [], [], []
     train_step, evaluate = Trainer.train_step, Trainer.evaluate
 
@@ -437,7 +410,7 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=2,
                         help="worker runs per framework, alternating frameworks; samples are pooled")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per variant first")
-    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=REFERENCE.batch_size)
     parser.add_argument("--train-examples", type=int, default=8192, help="synthetic images batches are drawn from")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the real demo for the epoch check")
     parser.add_argument("--no-epoch", action="store_true", help="skip the demo epochs (memory, epoch time)")

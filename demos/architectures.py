@@ -4,7 +4,8 @@ Each architecture is a tuple of layer specs. Both frameworks build their
 network from the same tuple, so the twins cannot drift: the same layers, the
 same sizes, the same order, and a flatten in channels-first order (the JAX
 build transposes NHWC to NCHW before flattening) so that the Linear layer's
-weights are the same numbers in both.
+weights are the same numbers in both. Each demo's registry entry
+(:mod:`demos.registry`) names its network.
 
 Sources: the reference networks of brohrer/sharpened_cosine_similarity_torch
 (``demo_fashion_mnist.py``, ``demo_cifar10.py``).
@@ -24,8 +25,6 @@ __all__ = [
     "Architecture",
     "FASHION_MNIST",
     "CIFAR10",
-    "ARCHITECTURES",
-    "get_architecture",
     "plain_conv_variant",
 ]
 
@@ -144,21 +143,6 @@ CIFAR10 = Architecture(
         Linear(768, 10),
     ),
 )
-
-ARCHITECTURES = {"fashion_mnist": FASHION_MNIST, "cifar10": CIFAR10}
-
-
-def get_architecture(name: str) -> Architecture:
-    """The architecture registered as ``name``.
-
-    Raises:
-        ValueError: naming the argument, the choices and the received value.
-    """
-    try:
-        return ARCHITECTURES[name]
-    except KeyError:
-        raise ValueError(f"name: expected one of {sorted(ARCHITECTURES)}, got {name!r}") from None
-
 
 def plain_conv_variant(architecture: Architecture) -> Architecture:
     """The identical-shape plain network: SCS → Conv (with bias), MaxAbsPool → MaxPool."""

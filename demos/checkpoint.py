@@ -8,10 +8,11 @@ the framework's own tools, next to (not inside) the results::
             meta.json                 {"format": 1, "framework", "run_index", "epoch", "global_step",
                                        "record": the run's record so far: seed, settings (data
                                        fingerprint included), per-epoch numbers, start time...}
-            state.pt                  torch: torch.save({"model", "optimizer", "scheduler" state
-                                      dicts, "torch_rng" [, "cuda_rng"]})
-            state/                    JAX: orbax StandardCheckpointer of {"params": the nnx.State,
-                                      "opt_state": the optax state, schedule step count included}
+            <STATE_NAME>              the trainer's own state, written by its save_state:
+                                      torch: state.pt, torch.save({"model", "optimizer",
+                                      "scheduler" state dicts, "torch_rng" [, "cuda_rng"]});
+                                      JAX: state/, orbax StandardCheckpointer of {"params": the
+                                      nnx.State, "opt_state": the optax state, step count included}
         failed_run_<NNNN>.json        run NNNN was abandoned on a non-finite loss (not a result; its
                                       seed is not tried again)
         .lock                         flock()ed by the demo training this version and framework
@@ -32,10 +33,11 @@ new one complete under a final name, plus perhaps hidden leftovers. The
 checkpoints live outside ``<framework>/`` because :mod:`demos.results_store`
 reports anything but run files there as foreign.
 
-What it reads from and writes into the trainers: ``TorchTrainer.model``,
-``.optimizer``, ``.scheduler`` and ``.device``; ``JaxTrainer.params`` and
-``.opt_state`` (the state its jitted step takes and returns). Imports torch
-only to save or load torch state and orbax (with JAX) only for JAX state.
+This module keeps the folder (names, locking, atomic renames); the state in
+it is the trainer's business: the framework's trainer class
+(:func:`demos.trainers.trainer_class`) writes and reads it
+(``save_state`` / ``load_state``) and names it (``STATE_NAME``), so only the
+framework being checkpointed is imported.
 """
 
 from __future__ import annotations
@@ -45,13 +47,11 @@ import json
 import os
 import re
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import results_store
-from .results_store import _make_dirs
+from . import atomic, results_store, trainers
 
 __all__ = ["FORMAT", "Checkpoint", "CheckpointDir", "CheckpointError", "checkpoint_dir"]
 
@@ -98,112 +98,20 @@ def _entry_name(run_index: int, epoch: int) -> str:
     return f"run_{run_index:04d}_epoch_{epoch:04d}"
 
 
-def _fsync_path(path: Path, directory: bool = False) -> None:
-    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:  # e.g. folders on Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(root: Path) -> None:
-    """fsync every file and folder under ``root`` (orbax itself does not)."""
-    for folder, _, files in os.walk(root):
-        for name in files:
-            _fsync_path(Path(folder) / name)
-        _fsync_path(Path(folder), directory=True)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    data = (json.dumps(obj, indent=1, allow_nan=True) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=1, allow_nan=True) + "\n").encode("utf-8")
 
 
 def _discard(path: Path) -> None:
     """Delete a checkpoint folder: rename it to a hidden name first, so no half-deleted
     folder is ever left under a checkpoint's name."""
-    trash = path.parent / f".trash-{path.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    trash = atomic.hidden_name(path, "trash")
     try:
         os.rename(path, trash)
     except FileNotFoundError:
         return
-    _fsync_path(path.parent, directory=True)
+    atomic.fsync_dir(path.parent)
     shutil.rmtree(trash, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------
-# Framework state
-# --------------------------------------------------------------------------
-
-def _save_torch(trainer: Any, folder: Path) -> None:
-    import torch
-
-    state = {
-        "model": trainer.model.state_dict(),
-        "optimizer": trainer.optimizer.state_dict(),
-        "scheduler": trainer.scheduler.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-    }
-    if trainer.device.type == "cuda":
-        state["cuda_rng"] = torch.cuda.get_rng_state(trainer.device)
-    with open(folder / "state.pt", "xb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _load_torch(trainer: Any, folder: Path) -> None:
-    import torch
-
-    state = torch.load(folder / "state.pt", map_location=trainer.device, weights_only=True)
-    trainer.model.load_state_dict(state["model"])
-    trainer.optimizer.load_state_dict(state["optimizer"])
-    trainer.scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"].cpu())
-    if "cuda_rng" in state and trainer.device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), trainer.device)
-
-
-def _jax_state(trainer: Any) -> dict:
-    return {"params": trainer.params, "opt_state": trainer.opt_state}
-
-
-def _save_jax(trainer: Any, folder: Path) -> None:
-    import orbax.checkpoint as ocp
-
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(folder.absolute() / "state", _jax_state(trainer))
-        checkpointer.wait_until_finished()
-
-
-def _load_jax(trainer: Any, folder: Path) -> None:
-    import jax
-    import orbax.checkpoint as ocp
-
-    # The freshly built trainer's state gives the tree structure, shapes,
-    # dtypes and devices to restore into.
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _jax_state(trainer))
-    with ocp.StandardCheckpointer() as checkpointer:
-        state = checkpointer.restore(folder.absolute() / "state", target)
-    trainer.params, trainer.opt_state = state["params"], state["opt_state"]
-
-
-_SAVERS = {"torch": _save_torch, "jax": _save_jax}
-_LOADERS = {"torch": _load_torch, "jax": _load_jax}
-_STATE_NAMES = {"torch": "state.pt", "jax": "state"}
 
 
 # --------------------------------------------------------------------------
@@ -224,6 +132,12 @@ class CheckpointDir:
         self.path = checkpoint_dir(dataset, version, framework, results_dir)
         self._lock_fd: int | None = None
 
+    @property
+    def _trainer_class(self) -> type[trainers.Trainer]:
+        # Any object with the class's state attributes can be saved and loaded
+        # through it, and its STATE_NAME is known before a trainer exists.
+        return trainers.trainer_class(self.framework)
+
     # -- locking -----------------------------------------------------------
 
     def acquire(self) -> None:
@@ -235,7 +149,7 @@ class CheckpointDir:
         """
         if self._lock_fd is not None:
             return
-        _make_dirs(self.path)
+        atomic.make_dirs(self.path)
         lock = self.path / _LOCK_NAME
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -341,8 +255,9 @@ class CheckpointDir:
                          f"{record.get('run_index')!r}")
         if not isinstance(meta.get("global_step"), int):
             wrong.append("no global_step")
-        if not (path / _STATE_NAMES[self.framework]).exists():
-            wrong.append(f"no {_STATE_NAMES[self.framework]}")
+        state_name = self._trainer_class.STATE_NAME
+        if not (path / state_name).exists():
+            wrong.append(f"no {state_name}")
         if wrong:
             raise damaged("; ".join(wrong))
         return Checkpoint(path, run_index, epoch, meta["global_step"], self.framework, record)
@@ -362,23 +277,23 @@ class CheckpointDir:
             raise RuntimeError("CheckpointDir.save() needs acquire() first")
         run_index, epoch = record["run_index"], len(record["epochs"])
         final = self.path / _entry_name(run_index, epoch)
-        tmp = self.path / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp = atomic.hidden_name(final)
         tmp.mkdir()
         try:
-            _SAVERS[self.framework](trainer, tmp)
-            _write_json(tmp / "meta.json", {
+            self._trainer_class.save_state(trainer, tmp)
+            atomic.write_new(tmp / "meta.json", _json_bytes({
                 "format": FORMAT, "framework": self.framework, "run_index": run_index,
                 "epoch": epoch, "global_step": int(global_step), "record": record,
                 "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            })
-            _fsync_tree(tmp)
+            }))
+            atomic.fsync_tree(tmp)
             if final.exists():  # cannot happen in one demo; never mix two checkpoints
                 _discard(final)
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _fsync_path(self.path, directory=True)
+        atomic.fsync_dir(self.path)
         for _, _, older in self._entries()[0]:
             if older != final:
                 _discard(older)
@@ -386,7 +301,7 @@ class CheckpointDir:
 
     def load(self, checkpoint: Checkpoint, trainer: Any) -> None:
         """Put ``checkpoint``'s model, optimizer, schedule and RNG state into a freshly built ``trainer``."""
-        _LOADERS[self.framework](trainer, checkpoint.path)
+        self._trainer_class.load_state(trainer, checkpoint.path)
 
     def remove(self) -> None:
         """Delete every checkpoint (the run was saved, or abandoned)."""
@@ -398,12 +313,8 @@ class CheckpointDir:
         if self._lock_fd is None:
             raise RuntimeError("CheckpointDir.mark_failed() needs acquire() first")
         path = self.path / f"failed_run_{run_index:04d}.json"
-        tmp = self.path / f".tmp-{path.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        _write_json(tmp, {"run_index": run_index, "error": message,
-                          "seed": (record or {}).get("seed"),
-                          "settings": (record or {}).get("settings"),
-                          "epochs": (record or {}).get("epochs"),
-                          "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
-        os.replace(tmp, path)
-        _fsync_path(self.path, directory=True)
+        atomic.replace_file(path, _json_bytes({
+            "run_index": run_index, "error": message, "seed": (record or {}).get("seed"),
+            "settings": (record or {}).get("settings"), "epochs": (record or {}).get("epochs"),
+            "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}))
         return path

@@ -36,9 +36,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -46,20 +44,18 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     if sys.path[:1] != [_REPO_ROOT]:
         sys.path.insert(0, _REPO_ROOT)
 
+from demos import atomic, cli, registry, trainers  # noqa: E402
 from demos import results_store as rs  # noqa: E402
-from demos import runner  # noqa: E402
-from demos.runner import _positive_float, _positive_int, _version  # noqa: E402
+from demos.recipe import (  # noqa: E402
+    COMPARED_SETTINGS,
+    COMPARISON,
+    COMPARISON_RUNS,
+    SETTINGS_BEFORE_THEY_EXISTED,
+)
+from demos.stats import format_number, summarize, two_se_check, welch  # noqa: E402
+from demos.trainers import FRAMEWORKS  # noqa: E402
 
-__all__ = ["parse_args", "compare", "format_report", "write_report", "main",
-           "COMPARED_SETTINGS", "REFERENCE"]
-
-#: Settings every compared run must share (keys of ``record["settings"]``).
-COMPARED_SETTINGS = ("epochs", "batch_size", "max_lr", "optimizer", "schedule", "pct_start",
-                     "steps_per_epoch", "train_examples", "test_examples", "dtype",
-                     "random_crop_padding", "hflip")
-
-#: The reference recipe (issue 3: N >= 5 runs, E >= 5 epochs, batch 1024, max_lr 0.01).
-REFERENCE = {"runs": 5, "epochs": 5, "batch_size": 1024, "max_lr": 0.01}
+__all__ = ["parse_args", "compare", "format_report", "write_report", "main"]
 
 REPORT_NAME = "comparison.txt"
 
@@ -78,20 +74,20 @@ def parse_args(argv=None) -> argparse.Namespace:
             "and write the report to results/DATASET/VERSION/comparison.txt."
         ),
     )
-    parser.add_argument("version", type=_version,
+    parser.add_argument("version", type=cli.version,
                         help="results version whose runs are compared (letters, digits, underscores)")
-    parser.add_argument("--dataset", default="fashion_mnist", choices=rs.DATASETS,
+    parser.add_argument("--dataset", default="fashion_mnist", choices=registry.names(),
                         help="dataset (default: %(default)s)")
-    parser.add_argument("--train", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--train", type=cli.positive_int, default=None, metavar="N",
                         help="first train the runs missing to reach N per framework, through the "
                              "demos' code path (default: only report on the saved runs)")
-    parser.add_argument("--epochs", type=_positive_int, default=REFERENCE["epochs"],
+    parser.add_argument("--epochs", type=cli.positive_int, default=COMPARISON.epochs,
                         help="epochs per new run with --train (default: %(default)s)")
-    parser.add_argument("--batch-size", type=_positive_int, default=REFERENCE["batch_size"],
+    parser.add_argument("--batch-size", type=cli.positive_int, default=COMPARISON.batch_size,
                         help="batch size of new runs with --train (default: %(default)s)")
-    parser.add_argument("--max-lr", type=_positive_float, default=REFERENCE["max_lr"],
+    parser.add_argument("--max-lr", type=cli.positive_float, default=COMPARISON.max_lr,
                         help="peak learning rate of new runs with --train (default: %(default)s)")
-    parser.add_argument("--seed", type=runner._seed, default=0,
+    parser.add_argument("--seed", type=cli.seed, default=COMPARISON.seed,
                         help="base seed of new runs, run N uses seed + N, as in the demos "
                              "(default: %(default)s)")
     parser.add_argument("--data-dir", default=None,
@@ -121,7 +117,7 @@ def train_missing(args, train_demo=None) -> None:
     """
     if train_demo is None:
         from demos.runner import main as train_demo
-    for framework in rs.FRAMEWORKS:
+    for framework in FRAMEWORKS:
         have = len(rs.load_runs(args.dataset, args.version, framework, args.results_dir))
         missing = args.train - have
         if missing <= 0:
@@ -134,7 +130,7 @@ def train_missing(args, train_demo=None) -> None:
         for flag, value in (("--data-dir", args.data_dir), ("--results-dir", args.results_dir)):
             if value is not None:
                 argv += [flag, str(value)]
-        if framework == "torch" and args.device is not None:
+        if args.device is not None and trainers.trainer_class(framework).takes_device:
             argv += ["--device", args.device]
         if args.no_progress:
             argv.append("--no-progress")
@@ -151,7 +147,7 @@ def train_missing(args, train_demo=None) -> None:
 
 
 def _settings_key(record: dict) -> tuple:
-    settings = {**runner.SETTINGS_BEFORE_THEY_EXISTED, **record["settings"]}
+    settings = {**SETTINGS_BEFORE_THEY_EXISTED, **record["settings"]}
     return tuple((k, settings.get(k)) for k in COMPARED_SETTINGS)
 
 
@@ -168,17 +164,15 @@ def compare(runs: list[dict]) -> dict:
 
     Raises:
         ComparisonError: a framework has fewer than two runs, the runs do not share
-            :data:`COMPARED_SETTINGS`, or a final test error is not finite.
+            :data:`demos.recipe.COMPARED_SETTINGS`, or a final test error is not finite.
     """
-    from scipy import stats as sps
-
-    by_fw = {fw: [r for r in runs if r["framework"] == fw] for fw in rs.FRAMEWORKS}
+    by_fw = {fw: [r for r in runs if r["framework"] == fw] for fw in FRAMEWORKS}
     counts = {fw: len(rs_) for fw, rs_ in by_fw.items()}
     if min(counts.values()) < 2:
         raise ComparisonError(
             "need at least 2 runs per framework to estimate a standard error, found "
             + ", ".join(f"{fw}: {n}" for fw, n in counts.items())
-            + f"; add runs with --train N (N >= {REFERENCE['runs']} recommended)")
+            + f"; add runs with --train N (N >= {COMPARISON_RUNS} recommended)")
     groups: dict[tuple, list[str]] = {}
     for record in runs:
         groups.setdefault(_settings_key(record), []).append(_describe_run(record))
@@ -194,42 +188,38 @@ def compare(runs: list[dict]) -> dict:
             raise ComparisonError(f"{_describe_run(record)}: final test error is {final}")
     stats = {}
     for fw, group in by_fw.items():
-        stats[fw] = rs.summarize(group)[(group[0]["dataset"], fw)]
+        stats[fw] = summarize(group)[(group[0]["dataset"], fw)]
         stats[fw]["seeds"] = [r["seed"] for r in group]
-    a, b = stats["torch"], stats["jax"]
-    difference = a["mean"] - b["mean"]
-    combined = math.sqrt(a["stderr"] ** 2 + b["stderr"] ** 2)
-    welch = sps.ttest_ind(a["final_errors"], b["final_errors"], equal_var=False)
+    a, b = (stats[fw] for fw in FRAMEWORKS)
+    difference, combined, within = two_se_check(a, b)
+    test = welch(a["final_errors"], b["final_errors"])
     return {
         "stats": stats,
         "settings": dict(_settings_key(runs[0])),
         "difference": difference,
         "combined_stderr": combined,
-        "within_two_se": abs(difference) <= 2 * combined,
-        "welch_t": float(welch.statistic),
-        "welch_p": float(welch.pvalue),
-        "welch_df": float(getattr(welch, "df", math.nan)),
+        "within_two_se": within,
+        "welch_t": test.t,
+        "welch_p": test.p,
+        "welch_df": test.df,
     }
-
-
-def _num(x: float, digits: int = 3) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
 def format_report(dataset: str, version: str, result: dict, runs: list[dict]) -> str:
     """The comparison as text (what ``comparison.txt`` holds)."""
     settings = result["settings"]
     stats = result["stats"]
-    reference = (settings.get("batch_size") == REFERENCE["batch_size"]
-                 and settings.get("max_lr") == REFERENCE["max_lr"]
-                 and (settings.get("epochs") or 0) >= REFERENCE["epochs"]
-                 and min(s["n"] for s in stats.values()) >= REFERENCE["runs"])
+    reference = (settings.get("batch_size") == COMPARISON.batch_size
+                 and settings.get("max_lr") == COMPARISON.max_lr
+                 and (settings.get("epochs") or 0) >= COMPARISON.epochs
+                 and min(s["n"] for s in stats.values()) >= COMPARISON_RUNS)
     lines = [
         f"torch vs JAX: {dataset} / {version}",
         f"written {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} "
         "by demos/compare_frameworks.py",
         "settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()),
-        "reference settings (>= 5 runs per framework, >= 5 epochs, batch 1024, max_lr 0.01): "
+        f"reference settings (>= {COMPARISON_RUNS} runs per framework, >= {COMPARISON.epochs} "
+        f"epochs, batch {COMPARISON.batch_size}, max_lr {COMPARISON.max_lr}): "
         + ("yes" if reference else "NO"),
     ]
     sources = sorted({str(r["settings"].get("data_source")) for r in runs})
@@ -242,7 +232,7 @@ def format_report(dataset: str, version: str, result: dict, runs: list[dict]) ->
         lines.append("packages: " + ", ".join(f"{k} {'/'.join(sorted(v))}" for k, v in sorted(packages.items())))
     lines.append("")
     lines.append("final test error (%) per run")
-    for fw in rs.FRAMEWORKS:
+    for fw in FRAMEWORKS:
         s = stats[fw]
         runs_text = "  ".join(f"run {i} (seed {seed}): {e:.2f}"
                               for i, seed, e in zip(s["run_indices"], s["seeds"], s["final_errors"]))
@@ -250,11 +240,11 @@ def format_report(dataset: str, version: str, result: dict, runs: list[dict]) ->
     lines.append("")
     lines.append(f"{'framework':9s}  {'runs':>4s}  {'mean %':>8s}  {'stderr':>7s}  {'std':>7s}  "
                  f"{'min %':>7s}  {'max %':>7s}")
-    for fw in rs.FRAMEWORKS:
+    for fw in FRAMEWORKS:
         s = stats[fw]
-        lines.append(f"{fw:9s}  {s['n']:4d}  {_num(s['mean']):>8s}  {_num(s['stderr']):>7s}  "
-                     f"{_num(s['std']):>7s}  {_num(s['min']):>7s}  {_num(s['max']):>7s}")
-    for fw in rs.FRAMEWORKS:
+        mean, stderr, std, low, high = (format_number(s[k]) for k in ("mean", "stderr", "std", "min", "max"))
+        lines.append(f"{fw:9s}  {s['n']:4d}  {mean:>8s}  {stderr:>7s}  {std:>7s}  {low:>7s}  {high:>7s}")
+    for fw in FRAMEWORKS:
         s = stats[fw]
         lines.append(f"{fw}: {s['mean']:.3f} ± {s['stderr']:.3f} % (mean ± standard error, n = {s['n']})")
     lines.append("")
@@ -263,8 +253,8 @@ def format_report(dataset: str, version: str, result: dict, runs: list[dict]) ->
     lines.append(f"combined standard error sqrt(se_torch^2 + se_jax^2): {se:.3f}")
     p = result["welch_p"]
     note = " (undefined: no spread in the final errors)" if math.isnan(p) else ""
-    lines.append(f"Welch's t-test: t = {_num(result['welch_t'])}, df = {_num(result['welch_df'], 2)}, "
-                 f"p = {p:.4g}{note}")
+    lines.append(f"Welch's t-test: t = {format_number(result['welch_t'])}, "
+                 f"df = {format_number(result['welch_df'], 2)}, p = {p:.4g}{note}")
     if result["within_two_se"]:
         lines.append(f"check: |difference| = {abs(diff):.3f} <= 2 x combined standard error = "
                      f"{2 * se:.3f}: the means agree within two standard errors")
@@ -284,20 +274,7 @@ def write_report(text: str, dataset: str, version: str, results_dir=None) -> Pat
     folder = Path(rs.RESULTS_DIR if results_dir is None else results_dir) / dataset / version
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / REPORT_NAME
-    fd, tmp = tempfile.mkstemp(prefix=f".{REPORT_NAME}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic.replace_file(target, text.encode("utf-8"))
     return target
 
 

@@ -15,4 +15,5 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from demos.runner import main
 
 if __name__ == "__main__":
-    sys.exit(main("fashion_mnist", "torch"))
+    # The file's name, <dataset>_<framework>.py, names the demo (demos.registry, demos.trainers).
+    sys.exit(main(*Path(__file__).stem.rsplit("_", 1)))

@@ -8,63 +8,45 @@ rewritten::
 ``NNNN`` is the 0-based run index, zero-padded to four digits (``run_0000``,
 ``run_0001``, ...; index 10000 and up simply gets more digits).
 
-Writing a run (:func:`save_run`) goes through a hidden temp file in the same
-folder that is flushed and fsynced, then hard-linked to its final name, which
-fails instead of replacing an existing file.  A process killed at any moment
-therefore leaves either the complete new run file or none at all (at worst a
-stray hidden ``.run_*.tmp`` file, which every reader ignores), and the files of
+Writing a run (:func:`save_run`, through :func:`demos.atomic.create_file`) goes
+through a hidden temp file in the same folder that is flushed and fsynced,
+then hard-linked to its final name, which fails instead of replacing an
+existing file.  A process killed at any moment therefore leaves either the
+complete new run file or none at all (at worst a stray hidden
+``.tmp-run_*.tmp`` file, which every reader ignores), and the files of
 earlier runs are never opened for writing.
 
 Readers (:func:`load_runs`, :func:`check_appendable`) never modify, move or
 delete anything.  A corrupt or foreign file is reported with its path and left
 for the user to move away.
 
-This module only uses the standard library, so it is cheap to import (no
-torch / jax / tensorflow).
+Arguments mean the same in every function: ``dataset`` a dataset of
+:mod:`demos.registry`, ``framework`` a framework of :mod:`demos.trainers`,
+``version`` a version label (:func:`demos.records.validate_version`),
+``results_dir`` the results root (``None``: :data:`RESULTS_DIR`); invalid
+names raise ``ValueError``.
 
-Record schema (``schema`` = 1), a JSON object::
-
-    {"schema": 1, "dataset": "fashion_mnist", "version": "v1",
-     "framework": "torch", "run_index": 0, "seed": 0,
-     "settings": {"epochs": 100, "batch_size": 1024, "max_lr": 0.01, ...},
-     "epochs": [{"epoch": 1, "train_loss": ..., "train_accuracy": ...,
-                 "test_loss": ..., "test_accuracy": ...,
-                 "test_error": ...,      # percent, 100 * (1 - test_accuracy)
-                 "learning_rate": ..., "seconds": ...}, ...],
-     "started": "<iso8601>", "finished": "<iso8601>",
-     "packages": {"torch": "2.13.0", ...},
-     "host": {"cpu": ..., "cores": ..., "device": ...}}
-
-The keys ``schema``, ``dataset``, ``version``, ``framework``, ``run_index``,
-``seed``, ``settings`` and ``epochs`` (non-empty, each entry with all the
-per-epoch keys above) are required; ``started``, ``finished``, ``packages``
-and ``host`` are recommended and any extra keys are kept as they are.
+A record's schema and its checks are in :mod:`demos.records`, the statistics
+of the runs in :mod:`demos.stats`. Cheap to import (no torch / jax /
+tensorflow).
 """
 
 from __future__ import annotations
 
-import errno
 import json
-import math
 import os
 import re
 import sys
-import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
+from . import atomic, registry
+from .records import validate_dataset, validate_framework, validate_record, validate_version
+from .trainers import FRAMEWORKS
+
 __all__ = [
     "RESULTS_DIR",
-    "SCHEMA_VERSION",
-    "DATASETS",
-    "FRAMEWORKS",
-    "REQUIRED_KEYS",
-    "EPOCH_KEYS",
     "ResultsError",
-    "validate_version",
-    "validate_dataset",
-    "validate_framework",
-    "validate_record",
     "run_dir",
     "run_file_name",
     "next_run_index",
@@ -72,35 +54,12 @@ __all__ = [
     "load_runs",
     "list_versions",
     "check_appendable",
-    "summarize",
 ]
 
 #: The repository's results folder (``<repo>/results``); the default for every
 #: ``results_dir=None`` argument.
 RESULTS_DIR: Path = Path(__file__).resolve().parent.parent / "results"
 
-#: Value of the ``schema`` field written by this version of the store.
-SCHEMA_VERSION = 1
-
-#: Dataset names accepted in records and paths.
-DATASETS: tuple[str, ...] = ("fashion_mnist", "cifar10")
-
-#: Framework names accepted in records and paths.
-FRAMEWORKS: tuple[str, ...] = ("torch", "jax")
-
-#: Top-level keys every record must have.
-REQUIRED_KEYS: tuple[str, ...] = (
-    "schema", "dataset", "version", "framework", "run_index", "seed",
-    "settings", "epochs",
-)
-
-#: Keys every entry of ``record["epochs"]`` must have (all numbers).
-EPOCH_KEYS: tuple[str, ...] = (
-    "epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
-    "test_error", "learning_rate", "seconds",
-)
-
-_VERSION_RE = re.compile(r"[A-Za-z0-9_]{1,64}")
 _RUN_FILE_RE = re.compile(r"run_([0-9]{4,})\.json")
 _MOVE_AWAY_HINT = (
     "Move the file(s) out of the results folder (for example to a "
@@ -121,164 +80,6 @@ class ResultsError(RuntimeError):
 
 
 # --------------------------------------------------------------------------
-# Validation of names and records
-# --------------------------------------------------------------------------
-
-def validate_version(version: str) -> str:
-    """Check that ``version`` is a safe results-folder name.
-
-    A version is 1 to 64 ASCII letters, digits or underscores (``v1``,
-    ``v_37``), so it can never escape the results folder or name a hidden or
-    absolute path.
-
-    Args:
-        version: the version label given by the user.
-
-    Returns:
-        ``version`` unchanged.
-
-    Raises:
-        TypeError: ``version`` is not a ``str``.
-        ValueError: ``version`` has another character or length; the message
-            names the argument, what is allowed and what was received.
-    """
-    if not isinstance(version, str):
-        raise TypeError(
-            f"version must be a str of 1-64 letters, digits or underscores, "
-            f"got {type(version).__name__} {version!r}"
-        )
-    if not _VERSION_RE.fullmatch(version):
-        raise ValueError(
-            "invalid version: it must be 1-64 characters, each an ASCII "
-            "letter, digit or underscore (e.g. 'v1', 'v_37'); "
-            f"got {version!r}"
-        )
-    return version
-
-
-def validate_dataset(dataset: str) -> str:
-    """Check that ``dataset`` is one of :data:`DATASETS`.
-
-    Args:
-        dataset: dataset name, e.g. ``"fashion_mnist"``.
-
-    Returns:
-        ``dataset`` unchanged.
-
-    Raises:
-        ValueError: unknown dataset; the message lists the known ones.
-    """
-    if not isinstance(dataset, str) or dataset not in DATASETS:
-        raise ValueError(
-            f"invalid dataset: must be one of {', '.join(DATASETS)}; "
-            f"got {dataset!r}"
-        )
-    return dataset
-
-
-def validate_framework(framework: str) -> str:
-    """Check that ``framework`` is one of :data:`FRAMEWORKS`.
-
-    Args:
-        framework: framework name, ``"torch"`` or ``"jax"``.
-
-    Returns:
-        ``framework`` unchanged.
-
-    Raises:
-        ValueError: unknown framework; the message lists the known ones.
-    """
-    if not isinstance(framework, str) or framework not in FRAMEWORKS:
-        raise ValueError(
-            f"invalid framework: must be one of {', '.join(FRAMEWORKS)}; "
-            f"got {framework!r}"
-        )
-    return framework
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def validate_record(record: Any) -> list[str]:
-    """List what is wrong with a run record (empty list: it is valid).
-
-    Checks the required keys and their types: ``schema`` == 1, known
-    ``dataset`` and ``framework``, a valid ``version``, ``run_index`` an int
-    >= 0, ``seed`` an int, ``settings`` a dict and ``epochs`` a non-empty list
-    of dicts that each have all of :data:`EPOCH_KEYS` as numbers (NaN and
-    infinities are allowed, e.g. for a diverged run) with strictly increasing
-    ``epoch`` numbers >= 1.
-
-    Args:
-        record: the decoded record (anything; non-dicts are reported).
-
-    Returns:
-        A list of human-readable problems; empty when the record is valid.
-    """
-    if not isinstance(record, dict):
-        return [f"the record is a JSON {type(record).__name__}, not an object"]
-    problems: list[str] = []
-    missing = [k for k in REQUIRED_KEYS if k not in record]
-    if missing:
-        problems.append(f"missing key(s) {', '.join(missing)}")
-    if "schema" in record and record["schema"] != SCHEMA_VERSION:
-        problems.append(
-            f"schema is {record['schema']!r}, this code reads schema "
-            f"{SCHEMA_VERSION}"
-        )
-    for key, check in (("dataset", validate_dataset),
-                       ("framework", validate_framework),
-                       ("version", validate_version)):
-        if key in record:
-            try:
-                check(record[key])
-            except (TypeError, ValueError) as exc:
-                problems.append(str(exc))
-    if "run_index" in record and not (
-            _is_int(record["run_index"]) and record["run_index"] >= 0):
-        problems.append(
-            f"run_index must be an int >= 0, got {record['run_index']!r}")
-    if "seed" in record and not _is_int(record["seed"]):
-        problems.append(f"seed must be an int, got {record['seed']!r}")
-    if "settings" in record and not isinstance(record["settings"], dict):
-        problems.append("settings must be an object")
-    if "epochs" in record:
-        epochs = record["epochs"]
-        if not isinstance(epochs, list) or not epochs:
-            problems.append("epochs must be a non-empty list")
-        else:
-            previous = 0
-            for i, entry in enumerate(epochs):
-                if not isinstance(entry, dict):
-                    problems.append(f"epochs[{i}] is not an object")
-                    continue
-                lacking = [k for k in EPOCH_KEYS if k not in entry]
-                if lacking:
-                    problems.append(
-                        f"epochs[{i}] lacks key(s) {', '.join(lacking)}")
-                not_numbers = [k for k in EPOCH_KEYS
-                               if k in entry and not _is_number(entry[k])]
-                if not_numbers:
-                    problems.append(
-                        f"epochs[{i}] has non-numeric {', '.join(not_numbers)}")
-                number = entry.get("epoch")
-                if _is_int(number):
-                    if number <= previous:
-                        problems.append(
-                            f"epochs[{i}] has epoch {number}, expected > "
-                            f"{previous} (1-based, increasing)")
-                    previous = number
-                elif "epoch" in entry:
-                    problems.append(f"epochs[{i}]['epoch'] must be an int")
-    return problems
-
-
-# --------------------------------------------------------------------------
 # Paths
 # --------------------------------------------------------------------------
 
@@ -290,17 +91,8 @@ def run_dir(dataset: str, version: str, framework: str,
             results_dir: os.PathLike | str | None = None) -> Path:
     """Folder that holds the run files of one dataset/version/framework.
 
-    Args:
-        dataset: one of :data:`DATASETS`.
-        version: a version label (see :func:`validate_version`).
-        framework: one of :data:`FRAMEWORKS`.
-        results_dir: results root; ``None`` means :data:`RESULTS_DIR`.
-
     Returns:
         ``<results_dir>/<dataset>/<version>/<framework>`` (it may not exist).
-
-    Raises:
-        ValueError: invalid dataset, version or framework.
     """
     validate_dataset(dataset)
     validate_version(version)
@@ -320,7 +112,7 @@ def run_file_name(run_index: int) -> str:
     Raises:
         ValueError: ``run_index`` is not an int >= 0.
     """
-    if not _is_int(run_index) or run_index < 0:
+    if not isinstance(run_index, int) or isinstance(run_index, bool) or run_index < 0:
         raise ValueError(f"run_index must be an int >= 0, got {run_index!r}")
     return f"run_{run_index:04d}.json"
 
@@ -376,18 +168,6 @@ def next_run_index(dataset: str, version: str, framework: str,
 
     Only file names are looked at (a corrupt ``run_0003.json`` still takes
     index 3); temp files are ignored.  Gaps are not filled.
-
-    Args:
-        dataset: one of :data:`DATASETS`.
-        version: a version label.
-        framework: one of :data:`FRAMEWORKS`.
-        results_dir: results root; ``None`` means :data:`RESULTS_DIR`.
-
-    Returns:
-        The next free run index (an int >= 0).
-
-    Raises:
-        ValueError: invalid dataset, version or framework.
     """
     runs, _ = _scan(run_dir(dataset, version, framework, results_dir))
     return runs[-1][0] + 1 if runs else 0
@@ -406,52 +186,17 @@ def _json_default(obj: Any) -> Any:
         f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a folder's entries (new / renamed files) durable, where possible."""
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-    try:
-        fd = os.open(directory, flags)
-    except OSError:  # e.g. Windows cannot open folders
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _make_dirs(directory: Path) -> None:
-    """``mkdir -p`` that fsyncs each parent of a newly created folder."""
-    missing = []
-    d = directory
-    while not d.exists():
-        missing.append(d)
-        if d.parent == d:
-            break
-        d = d.parent
-    for d in reversed(missing):
-        try:
-            d.mkdir()
-        except FileExistsError:
-            pass  # another process created it meanwhile
-        _fsync_dir(d.parent)
-    if not directory.is_dir():
-        raise ResultsError(f"{directory} exists but is not a folder",
-                           [directory])
-
-
 def save_run(record: dict, results_dir: os.PathLike | str | None = None) -> Path:
     """Write one completed run as a new file, atomically, never overwriting.
 
     The record is serialised first (nothing touches the disk if that fails),
-    written to a hidden temp file in the destination folder, flushed and
-    fsynced, then hard-linked to ``run_<NNNN>.json`` (a link fails rather
-    than replacing an existing file), the temp file is removed and the
-    folder is fsynced.  On file systems without hard links it falls back to
-    an existence check followed by ``os.rename``.  A process killed at any
-    point leaves either the complete run file or none (plus possibly a stray
-    hidden ``*.tmp`` file that readers ignore); other files are not touched.
+    then written with :func:`demos.atomic.create_file`: a hidden temp file in
+    the destination folder, flushed and fsynced, hard-linked to
+    ``run_<NNNN>.json`` (a link fails rather than replacing an existing
+    file; without hard links, an existence check and ``os.rename``).  A
+    process killed at any point leaves either the complete run file or none
+    (plus possibly a stray hidden temp file that readers ignore); other
+    files are not touched.
 
     numpy / torch / jax scalars or arrays in the record are converted with
     their ``tolist()``.  NaN and infinities are written as JSON ``NaN`` /
@@ -459,10 +204,8 @@ def save_run(record: dict, results_dir: os.PathLike | str | None = None) -> Path
     modified.
 
     Args:
-        record: the run record (see the module docstring for the schema);
-            its ``dataset``, ``version``, ``framework`` and ``run_index``
-            choose the file.
-        results_dir: results root; ``None`` means :data:`RESULTS_DIR`.
+        record: the run record (:mod:`demos.records`); its ``dataset``,
+            ``version``, ``framework`` and ``run_index`` choose the file.
 
     Returns:
         Path of the new run file.
@@ -488,42 +231,15 @@ def save_run(record: dict, results_dir: os.PathLike | str | None = None) -> Path
         raise ResultsError(
             f"{final} already exists; a run file is never overwritten "
             f"(use next_run_index() to pick a free index)", [final])
-    _make_dirs(directory)
-
-    data = (text + "\n").encode("utf-8")
-    tmp = directory / f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    atomic.make_dirs(directory)
+    if not directory.is_dir():
+        raise ResultsError(f"{directory} exists but is not a folder", [directory])
     try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, final)
-        except FileExistsError:
-            raise ResultsError(
-                f"{final} already exists (written by another process?); "
-                f"a run file is never overwritten", [final]) from None
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP,
-                                 errno.EMLINK, errno.EXDEV, errno.ENOSYS,
-                                 errno.EACCES):
-                raise
-            # No hard links here: check, then rename (tiny race window).
-            if os.path.lexists(final):
-                raise ResultsError(
-                    f"{final} already exists; a run file is never "
-                    f"overwritten", [final]) from None
-            os.rename(tmp, final)
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-    _fsync_dir(directory)
+        atomic.create_file(final, (text + "\n").encode("utf-8"))
+    except FileExistsError:
+        raise ResultsError(
+            f"{final} already exists (written by another process?); "
+            f"a run file is never overwritten", [final]) from None
     return final
 
 
@@ -554,6 +270,14 @@ def _read_run(path: Path, dataset: str, version: str, framework: str,
     if problems:
         return None, "is not a valid run record: " + "; ".join(problems)
     return record, None
+
+
+def _is_version(name: str) -> bool:
+    try:
+        validate_version(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _problem_message(problems: list[tuple[Path, str]], hint: str) -> str:
@@ -588,10 +312,9 @@ def load_runs(dataset: str | None = None, version: str | None = None,
     foreign.
 
     Args:
-        dataset: one of :data:`DATASETS`, or ``None`` for all.
-        version: the version label (required).
-        framework: one of :data:`FRAMEWORKS`, or ``None`` for both.
-        results_dir: results root; ``None`` means :data:`RESULTS_DIR`.
+        dataset: ``None`` for all datasets.
+        version: required.
+        framework: ``None`` for every framework.
         strict: if true, any corrupt or foreign file raises; if false, each
             one is skipped with a warning on stderr naming its path.
 
@@ -611,7 +334,7 @@ def load_runs(dataset: str | None = None, version: str | None = None,
     root = _root(results_dir)
     records: list[dict] = []
     problems: list[tuple[Path, str]] = []
-    for ds in _select(dataset, DATASETS, validate_dataset):
+    for ds in _select(dataset, registry.names(), validate_dataset):
         for fw in _select(framework, FRAMEWORKS, validate_framework):
             runs, foreign = _scan(root / ds / version / fw)
             problems.extend(foreign)
@@ -635,25 +358,19 @@ def list_versions(dataset: str | None = None,
                   results_dir: os.PathLike | str | None = None) -> list[str]:
     """Version folders present under the results root (for messages / CLIs).
 
-    Args:
-        dataset: one of :data:`DATASETS`, or ``None`` for all.
-        results_dir: results root; ``None`` means :data:`RESULTS_DIR`.
-
     Returns:
-        Sorted, de-duplicated names of the valid version folders found.
-
-    Raises:
-        ValueError: invalid dataset.
+        Sorted, de-duplicated names of the valid version folders found, for
+        ``dataset`` (``None``: all datasets).
     """
     root = _root(results_dir)
     found: set[str] = set()
-    for ds in _select(dataset, DATASETS, validate_dataset):
+    for ds in _select(dataset, registry.names(), validate_dataset):
         try:
             entries = list(os.scandir(root / ds))
         except (FileNotFoundError, NotADirectoryError):
             continue
         for entry in entries:
-            if entry.is_dir() and _VERSION_RE.fullmatch(entry.name):
+            if entry.is_dir() and _is_version(entry.name):
                 found.add(entry.name)
     return sorted(found)
 
@@ -663,20 +380,10 @@ def check_appendable(dataset: str, version: str, framework: str,
     """Refuse to add runs next to a corrupt or foreign file.
 
     Demos call this before training so that a damaged results folder is
-    noticed before hours of compute rather than after.  Read-only.
-
-    Args:
-        dataset: one of :data:`DATASETS`.
-        version: a version label.
-        framework: one of :data:`FRAMEWORKS`.
-        results_dir: results root; ``None`` means :data:`RESULTS_DIR`.
-
-    Returns:
-        None when every file in the run folder is a valid run (or the folder
-        does not exist yet).
+    noticed before hours of compute rather than after.  Read-only; returns
+    when every file in the run folder is a valid run (or there is no folder yet).
 
     Raises:
-        ValueError: invalid dataset, version or framework.
         ResultsError: a corrupt or foreign file is present; the message
             names each path and tells the user to move it away.
     """
@@ -692,69 +399,3 @@ def check_appendable(dataset: str, version: str, framework: str,
                 problems,
                 "Refusing to add runs next to it. " + _MOVE_AWAY_HINT),
             [p for p, _ in problems])
-
-
-# --------------------------------------------------------------------------
-# Statistics
-# --------------------------------------------------------------------------
-
-def summarize(runs: list[dict]) -> dict:
-    """Statistics of the final-epoch test error (%) per dataset and framework.
-
-    Args:
-        runs: records of a single version, e.g. from :func:`load_runs`.
-
-    Returns:
-        ``{(dataset, framework): stats}``, with the keys in first-seen order
-        and ``stats`` a dict with
-
-        * ``n``: number of runs,
-        * ``mean``: mean final test error in %,
-        * ``std``: sample standard deviation (ddof=1; NaN if n < 2),
-        * ``stderr``: standard error of the mean, ``std / sqrt(n)`` (NaN if
-          n < 2),
-        * ``min`` / ``max``: smallest / largest final test error,
-        * ``final_errors``: the final test errors, in the order of ``runs``,
-        * ``run_indices``: the matching run indices,
-        * ``epochs``: the number of epochs of each run.
-
-        A NaN final error (a diverged run) makes mean/std NaN.
-
-    Raises:
-        ValueError: the runs mix several versions (the keys would merge
-            them), or a record has no epochs.
-    """
-    versions = sorted({str(r.get("version")) for r in runs})
-    if len(versions) > 1:
-        raise ValueError(
-            f"summarize() got runs of several versions ({', '.join(versions)});"
-            " summarize one version at a time")
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for r in runs:
-        if not r.get("epochs"):
-            raise ValueError(
-                f"run {r.get('dataset')}/{r.get('version')}/"
-                f"{r.get('framework')}/{r.get('run_index')} has no epochs")
-        groups.setdefault((r["dataset"], r["framework"]), []).append(r)
-    out: dict[tuple[str, str], dict] = {}
-    for key, group in groups.items():
-        errors = [float(r["epochs"][-1]["test_error"]) for r in group]
-        n = len(errors)
-        mean = math.fsum(errors) / n
-        if n >= 2:
-            std = math.sqrt(math.fsum((e - mean) ** 2 for e in errors) / (n - 1))
-            stderr = std / math.sqrt(n)
-        else:
-            std = stderr = math.nan
-        out[key] = {
-            "n": n,
-            "mean": mean,
-            "std": std,
-            "stderr": stderr,
-            "min": min(errors),
-            "max": max(errors),
-            "final_errors": errors,
-            "run_indices": [r["run_index"] for r in group],
-            "epochs": [len(r["epochs"]) for r in group],
-        }
-    return out

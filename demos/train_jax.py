@@ -1,7 +1,9 @@
 """The JAX training loop of the demos: one jitted optimizer step per batch, evaluation.
 
-The twin of :mod:`demos.train_torch`, with the same methods in the same order.
-Never imports torch. The model is split once (``nnx.split``) and the step is a
+The twin of :mod:`demos.train_torch`, with the same methods in the same order,
+and the demos' only adapter to JAX (:class:`demos.trainers.Trainer`): its
+device and its checkpoint state (orbax, ``state/``); it adds no flags and no
+settings. Never imports torch. The model is split once (``nnx.split``) and the step is a
 pure function of (parameters, optimizer state) under ``jax.jit``, compiled once:
 every batch has the same shape, the last partial batch being padded and
 masked out of the loss. With augmentation (:mod:`demos.augment`) the step
@@ -13,6 +15,9 @@ compiled once. The training set lives on the default device
 """
 
 from __future__ import annotations
+
+import argparse
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -82,6 +87,8 @@ class JaxTrainer:
     """
 
     framework = "jax"
+    STATE_NAME = "state"
+    takes_device = False
 
     def __init__(
         self,
@@ -133,6 +140,27 @@ class JaxTrainer:
         self._batch_images = jax.jit(gather_batch)
         self._train_step = jax.jit(train_step, donate_argnums=(0, 1))
         self._eval_step = jax.jit(eval_step)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """No flags of its own: JAX picks its default device."""
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, architecture: Architecture, schedule: OneCycle,
+                  train_images: np.ndarray, train_labels: np.ndarray, *, seed: int,
+                  augment: AugmentPlan) -> JaxTrainer:
+        """The trainer of a demo's command line."""
+        return cls(architecture, schedule, train_images, train_labels, seed=seed,
+                   batch_size=args.batch_size, augment=augment)
+
+    @property
+    def device_name(self) -> str:
+        """JAX's default device (:func:`default_device`), where the training set lives."""
+        return default_device()
+
+    def framework_settings(self) -> dict:
+        """None: the JAX runs' settings are the recipe's."""
+        return {}
 
     @property
     def model(self) -> nnx.Module:
@@ -228,3 +256,25 @@ class JaxTrainer:
         """Every parameter as numpy, keyed by its path in the NNX graph."""
         flat = nnx.to_flat_state(self.params)
         return {".".join(map(str, path)): np.asarray(v[...]) for path, v in flat}
+
+    def save_state(self, folder: Path) -> None:
+        """orbax ``StandardCheckpointer`` of ``{"params": the nnx.State, "opt_state": the optax
+        state}`` (the schedule's step count is in the latter) into ``folder / "state"``."""
+        import orbax.checkpoint as ocp
+
+        with ocp.StandardCheckpointer() as checkpointer:
+            checkpointer.save(folder.absolute() / JaxTrainer.STATE_NAME,
+                              {"params": self.params, "opt_state": self.opt_state})
+            checkpointer.wait_until_finished()
+
+    def load_state(self, folder: Path) -> None:
+        """Put what :meth:`save_state` wrote into this trainer (built with the same settings)."""
+        import orbax.checkpoint as ocp
+
+        # This trainer's own state gives the tree structure, shapes, dtypes and
+        # devices to restore into.
+        target = jax.tree.map(ocp.utils.to_shape_dtype_struct,
+                              {"params": self.params, "opt_state": self.opt_state})
+        with ocp.StandardCheckpointer() as checkpointer:
+            state = checkpointer.restore(folder.absolute() / JaxTrainer.STATE_NAME, target)
+        self.params, self.opt_state = state["params"], state["opt_state"]

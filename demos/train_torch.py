@@ -1,12 +1,17 @@
 """The PyTorch training loop of the demos: one optimizer step per batch, evaluation.
 
-The twin of :mod:`demos.train_jax`, with the same methods in the same order.
-Never imports JAX.
+The twin of :mod:`demos.train_jax`, with the same methods in the same order,
+and the demos' only adapter to torch (:class:`demos.trainers.Trainer`): its
+command-line flags (``--device``, ``--compile``), its device, its recorded
+setting (``torch_compile``) and its checkpoint state (``state.pt``). Never
+imports JAX.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,7 +22,7 @@ from .augment import AugmentPlan, active_plan, check_epoch
 from .build_torch import build_torch_model
 from .optim import OneCycle, make_torch_optimizer
 
-__all__ = ["TorchTrainer", "default_device"]
+__all__ = ["TorchTrainer", "default_device", "parse_device"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -25,6 +30,21 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 def default_device() -> str:
     """``"cuda"`` when a GPU is visible to torch, else ``"cpu"``."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def parse_device(text: str) -> str:
+    """``--device``: a torch device string that exists here (checked before any data is loaded)."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"expected a torch device such as cpu or cuda:0, got {text!r}") from None
+    if device.type == "meta":
+        raise argparse.ArgumentTypeError("expected a device that computes (cpu, cuda, ...), got 'meta'")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: this torch build sees no CUDA device")
+    if device.type not in ("cpu", "cuda") and not getattr(torch, device.type, None):
+        raise argparse.ArgumentTypeError(f"{text!r}: this torch build has no {device.type} backend")
+    return text
 
 
 class TorchTrainer:
@@ -58,6 +78,8 @@ class TorchTrainer:
     """
 
     framework = "torch"
+    STATE_NAME = "state.pt"
+    takes_device = True
 
     def __init__(
         self,
@@ -95,6 +117,37 @@ class TorchTrainer:
         self.images = self._to_device(train_images)
         self.labels = torch.from_numpy(np.asarray(train_labels, np.int64)).to(self.device)
         self._eval_cache: tuple = (None, None)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """``--device`` and ``--compile``."""
+        parser.add_argument("--device", type=parse_device, default=None,
+                            help="torch device (default: cuda if available, else cpu)")
+        parser.add_argument("--compile", action="store_true",
+                            help="fuse the SCS layers' elementwise work with torch.compile "
+                                 "(scs_torch.compiled; needs a C++ compiler, tens of seconds of "
+                                 "compilation at the first step, then faster steps); the same "
+                                 "maths up to float rounding, so a run may be resumed with or "
+                                 "without it (default: off, unless SCS_TORCH_COMPILE=1)")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, architecture: Architecture, schedule: OneCycle,
+                  train_images: np.ndarray, train_labels: np.ndarray, *, seed: int,
+                  augment: AugmentPlan) -> TorchTrainer:
+        """The trainer of a demo's command line (:meth:`add_arguments`' flags included)."""
+        # Without --compile, None leaves the choice to SCS_TORCH_COMPILE.
+        return cls(architecture, schedule, train_images, train_labels, seed=seed,
+                   batch_size=args.batch_size, device=args.device,
+                   compile_kernels=True if args.compile else None, augment=augment)
+
+    @property
+    def device_name(self) -> str:
+        """The torch device, e.g. ``"cpu"`` or ``"cuda"``."""
+        return str(self.device)
+
+    def framework_settings(self) -> dict:
+        """``{"torch_compile": whether the fused kernels run}`` (changes rounding, not the maths)."""
+        return {"torch_compile": self.compile_kernels}
 
     def _to_device(self, images: np.ndarray) -> torch.Tensor:
         nchw = np.ascontiguousarray(np.asarray(images).transpose(0, 3, 1, 2))
@@ -175,3 +228,27 @@ class TorchTrainer:
     def parameters_numpy(self) -> dict[str, np.ndarray]:
         """Every parameter as numpy, keyed by torch's state-dict names."""
         return {name: p.detach().cpu().numpy().copy() for name, p in self.model.named_parameters()}
+
+    def save_state(self, folder: Path) -> None:
+        """``torch.save`` of the model, optimizer and scheduler state dicts and the RNG states
+        into ``folder / "state.pt"`` (a new file)."""
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        with open(folder / TorchTrainer.STATE_NAME, "xb") as f:
+            torch.save(state, f)
+
+    def load_state(self, folder: Path) -> None:
+        """Put what :meth:`save_state` wrote into this trainer (built with the same settings)."""
+        state = torch.load(folder / TorchTrainer.STATE_NAME, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)

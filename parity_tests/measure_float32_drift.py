@@ -28,7 +28,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 import conftest  # noqa: E402, F401  (the suite's XLA flags, precision pins, torch threads)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import test_trajectories as T  # noqa: E402
+from helpers import demo_trajectories as T  # noqa: E402
 from helpers.parity import relative_error  # noqa: E402
 
 from demos.architectures import FASHION_MNIST  # noqa: E402

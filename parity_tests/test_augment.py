@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 import torch
 from helpers.parity import assert_close, jax_precision, relative_error
-from test_compile_once import _CompileLog
-from test_trajectories import canonical_jax, canonical_torch, start_from_torch_params, step_relative_errors
+from helpers.demo_trajectories import canonical_jax, canonical_torch, start_from_torch_params, step_relative_errors
+from helpers.jax_compiles import CompileLog
 
 from demos.architectures import CIFAR10
 from demos.augment import CIFAR_CROP_PADDING, AugmentPlan, gather_indices
@@ -273,7 +273,7 @@ def test_float64_training_with_augmentation_follows_the_same_path():
         start_from_torch_params(jax_trainer, torch_trainer)
         torch_losses = train(torch_trainer, schedule_of_batches)
         plain_losses = train(plain_trainer, schedule_of_batches)
-        with _CompileLog() as compiled:
+        with CompileLog() as compiled:
             jax_losses = train(jax_trainer, schedule_of_batches)
         assert compiled.names.count("train_step") == 1, compiled.names
         torch_final, jax_final = canonical_torch(torch_trainer.model), canonical_jax(jax_trainer.model)

@@ -17,8 +17,8 @@ import json
 
 import pytest
 import scs_torch.compiled
-from test_data import make_cifar_archive
-from test_demo_robustness import StopAfter, numbers, tree_bytes
+from helpers.demo_data import make_cifar_archive
+from helpers.demo_runs import StopAfter, numbers, tree_bytes
 
 from demos import results_store, runner, show_results
 from demos.augment import AugmentPlan

@@ -14,10 +14,13 @@ from scipy import stats as sps
 
 from demos import compare_frameworks as cf
 from demos import results_store as rs
+from demos.recipe import COMPARISON
+from demos.records import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parent.parent
 VERSION = "vtest"
-SETTINGS = {"epochs": 5, "batch_size": 1024, "max_lr": 0.01, "optimizer": "adam",
+SETTINGS = {"epochs": COMPARISON.epochs, "batch_size": COMPARISON.batch_size,
+            "max_lr": COMPARISON.max_lr, "optimizer": "adam",
             "schedule": "one-cycle (torch OneCycleLR defaults)", "pct_start": 0.3,
             "steps_per_epoch": 59, "train_examples": 60000, "test_examples": 10000,
             "dtype": "float32", "data_source": "generated for the test"}
@@ -30,7 +33,7 @@ def make_record(framework: str, run_index: int, final_error: float, **settings) 
         epochs.append({"epoch": e, "train_loss": 0.5, "train_accuracy": 0.8, "test_loss": 0.4,
                        "test_accuracy": 1 - error / 100, "test_error": error,
                        "learning_rate": 1e-3, "seconds": 1.0})
-    return {"schema": rs.SCHEMA_VERSION, "dataset": "fashion_mnist", "version": VERSION,
+    return {"schema": SCHEMA_VERSION, "dataset": "fashion_mnist", "version": VERSION,
             "framework": framework, "run_index": run_index, "seed": run_index,
             "settings": {**SETTINGS, **settings}, "epochs": epochs,
             "packages": {"numpy": "2.4.0"}}

@@ -10,45 +10,13 @@ Counted from JAX's own compile log (``jax.log_compiles``), not from timings.
 
 from __future__ import annotations
 
-import logging
-import re
-
-import jax
 import numpy as np
+from helpers.jax_compiles import CompileLog
 
 from demos.architectures import FASHION_MNIST
 from demos.batch_plan import BatchPlan
 from demos.optim import OneCycle
 from demos.train_jax import JaxTrainer
-
-_COMPILING = re.compile(r"Compiling (?:jit\()?(\w+)")
-
-
-class _CompileLog(logging.Handler):
-    """Collects the names of the functions JAX compiles while installed on the ``jax`` logger."""
-
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.names: list[str] = []
-
-    def emit(self, record):
-        match = _COMPILING.match(record.getMessage())
-        if match:
-            self.names.append(match.group(1))
-
-    def __enter__(self):
-        self._logger = logging.getLogger("jax")
-        self._level = self._logger.level
-        self._logger.addHandler(self)
-        self._logger.setLevel(logging.DEBUG)
-        self._context = jax.log_compiles(True)
-        self._context.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self._context.__exit__(*exc)
-        self._logger.removeHandler(self)
-        self._logger.setLevel(self._level)
 
 
 def test_train_and_eval_steps_compile_once():
@@ -64,7 +32,7 @@ def test_train_and_eval_steps_compile_once():
     assert len(plan.batches(0)[-1]) < batch_size
 
     test_images, test_labels = images[:70], labels[:70]  # 2 full batches and a partial one
-    with _CompileLog() as first:
+    with CompileLog() as first:
         for indices in plan.batches(0):
             trainer.train_step(indices)
         trainer.evaluate(test_images, test_labels)
@@ -72,7 +40,7 @@ def test_train_and_eval_steps_compile_once():
     assert first.names.count("eval_step") == 1, first.names
 
     # The demo's pattern: more epochs, the same test set after each.
-    with _CompileLog() as later:
+    with CompileLog() as later:
         for epoch in (1, 2):
             for indices in plan.batches(epoch):
                 trainer.train_step(indices)
@@ -81,7 +49,7 @@ def test_train_and_eval_steps_compile_once():
 
     # Sets of other sizes reuse both steps (only the device-side batch
     # gather of a new set's shape may compile, once per shape).
-    with _CompileLog() as other_sets:
+    with CompileLog() as other_sets:
         trainer.evaluate(images, labels)
         trainer.evaluate(images[:5], labels[:5])  # smaller than one batch
     assert "train_step" not in other_sets.names and "eval_step" not in other_sets.names, other_sets.names

@@ -1,4 +1,4 @@
-"""Tests for demos/data.py: local files, TFDS builds, mocks, failure modes.
+"""Tests for demos/data/ (and demos.registry.load_dataset): local files, TFDS builds, mocks, failure modes.
 
 Every TFDS data dir used here is a temporary folder; nothing is written
 under ``~``. The real-data tests use /usr/share/datasets/fashion-mnist
@@ -21,23 +21,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.demo_data import cifar_pixel, make_cifar_archive, write_idx_gz
 
-from demos import data
+from demos import data, registry
+from demos.data import cifar10, fashion_mnist, tfds_idx
 
 REAL_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-HAVE_REAL_FASHION = all((REAL_FASHION_DIR / n).is_file() for n in data.FASHION_MNIST_FILES)
+HAVE_REAL_FASHION = all((REAL_FASHION_DIR / n).is_file() for n in fashion_mnist.FILES)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------
 # Generators for small files in the real formats
 # --------------------------------------------------------------------------
-
-
-def write_idx_gz(path: Path, magic: int, array: np.ndarray) -> None:
-    """Writes ``array`` (uint8) as a gzipped IDX file."""
-    header = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(gzip.compress(header + np.ascontiguousarray(array, np.uint8).tobytes()))
 
 
 def make_fashion_dir(folder: Path, n_train: int = 7, n_test: int = 5, seed: int = 0):
@@ -53,47 +49,6 @@ def make_fashion_dir(folder: Path, n_train: int = 7, n_test: int = 5, seed: int 
         write_idx_gz(folder / f"{prefix}-labels-idx1-ubyte.gz", 0x0801, labels)
         arrays[split] = (images, labels)
     return arrays
-
-
-def cifar_pixel(index: np.ndarray, c, h, w):
-    """Known CHW pattern: value of channel c, row h, column w of image `index`."""
-    return (index * 37 + c * 101 + h * 7 + w * 3) % 256
-
-
-def make_cifar_archive(folder: Path, per_batch: int = 3, n_test: int = 4) -> dict:
-    """A cifar-10-binary.tar.gz in the real binary format; returns arrays."""
-    folder.mkdir(parents=True, exist_ok=True)
-    c, h, w = np.meshgrid(np.arange(3), np.arange(32), np.arange(32), indexing="ij")
-    expected = {}
-    members = {}
-    for split, names in (
-        ("train", [f"data_batch_{i}.bin" for i in range(1, 6)]),
-        ("test", ["test_batch.bin"]),
-    ):
-        n_per = per_batch if split == "train" else n_test
-        images, labels = [], []
-        index = 0
-        for name in names:
-            blob = bytearray()
-            for _ in range(n_per):
-                label = (index * 3 + (split == "test")) % 10
-                chw = cifar_pixel(index, c, h, w).astype(np.uint8)
-                blob += bytes([label]) + chw.tobytes()
-                images.append(chw.transpose(1, 2, 0))
-                labels.append(label)
-                index += 1
-            members[f"cifar-10-batches-bin/{name}"] = bytes(blob)
-        expected[split] = (np.stack(images), np.array(labels, np.uint8))
-    members["cifar-10-batches-bin/batches.meta.txt"] = (
-        "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n"
-    ).encode()
-    archive = folder / data.CIFAR10_ARCHIVE
-    with tarfile.open(archive, "w:gz") as tar:
-        for name, blob in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(blob)
-            tar.addfile(info, io.BytesIO(blob))
-    return expected
 
 
 def leftovers(root: Path) -> list[Path]:
@@ -135,7 +90,7 @@ def tfds_dir(tmp_path: Path) -> Path:
 def no_default_fashion(tmp_path: Path, monkeypatch) -> Path:
     empty = tmp_path / "empty-default"
     empty.mkdir()
-    monkeypatch.setattr(data, "DEFAULT_FASHION_MNIST_DIR", str(empty))
+    monkeypatch.setattr(fashion_mnist, "DEFAULT_DIR", str(empty))
     return empty
 
 
@@ -146,7 +101,7 @@ def no_default_fashion(tmp_path: Path, monkeypatch) -> Path:
 
 def test_import_does_not_import_tensorflow():
     code = (
-        "import sys, demos.data; "
+        "import sys, demos.data.fashion_mnist, demos.data.cifar10; "
         "bad = [m for m in ('tensorflow', 'tensorflow_datasets') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -155,11 +110,11 @@ def test_import_does_not_import_tensorflow():
 
 def test_tfds_data_dir_resolution(tmp_path, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "env"))
-    assert data._resolve_tfds_data_dir(tmp_path / "arg") == tmp_path / "arg"
-    assert data._resolve_tfds_data_dir(None) == tmp_path / "env"
+    assert tfds_idx.resolve_tfds_data_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert tfds_idx.resolve_tfds_data_dir(None) == tmp_path / "env"
     monkeypatch.delenv("TFDS_DATA_DIR")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert data._resolve_tfds_data_dir(None) == tmp_path / "home" / "tensorflow_datasets"
+    assert tfds_idx.resolve_tfds_data_dir(None) == tmp_path / "home" / "tensorflow_datasets"
 
 
 def test_tfds_order_matches_tfds_hashing():
@@ -168,23 +123,23 @@ def test_tfds_order_matches_tfds_hashing():
     for split, n in (("train", 257), ("test", 64)):
         hasher = hashing.Hasher(split)
         want = sorted(range(n), key=hasher.hash_key)
-        np.testing.assert_array_equal(data._tfds_order(n, split), want)
+        np.testing.assert_array_equal(tfds_idx.tfds_order(n, split), want)
 
 
 def test_load_dataset_dispatch_and_bad_name(tmp_path):
     arrays = make_fashion_dir(tmp_path / "fm")
-    ds = data.load_dataset("fashion-mnist", tmp_path / "fm", verify_checksum=False)
+    ds = registry.load_dataset("fashion-mnist", tmp_path / "fm", verify_checksum=False)
     assert ds.name == "fashion_mnist" and ds.train_images.shape[0] == len(arrays["train"][1])
     make_cifar_archive(tmp_path / "c10")
-    ds = data.load_dataset("cifar10", tmp_path / "c10", verify_checksum=False)
+    ds = registry.load_dataset("cifar10", tmp_path / "c10", verify_checksum=False)
     assert ds.name == "cifar10"
     with pytest.raises(ValueError, match="fashion_mnist.*cifar10"):
-        data.load_dataset("mnist")
+        registry.load_dataset("mnist")
 
 
 def test_image_dataset_is_frozen(tmp_path):
     make_fashion_dir(tmp_path)
-    ds = data.load_fashion_mnist(tmp_path, verify_checksum=False)
+    ds = fashion_mnist.load(tmp_path, verify_checksum=False)
     with pytest.raises(FrozenInstanceError):
         ds.name = "other"
     assert "train_images" not in repr(ds)  # arrays kept out of the repr
@@ -199,12 +154,12 @@ def test_network_probe_against_local_socket(monkeypatch):
     server.listen(1)
     port = server.getsockname()[1]
     try:
-        assert data._network_reachable(f"http://127.0.0.1:{port}/x.gz", timeout=2)
+        assert tfds_idx.network_reachable(f"http://127.0.0.1:{port}/x.gz", timeout=2)
     finally:
         server.close()
     t0 = time.monotonic()
-    assert not data._network_reachable(f"http://127.0.0.1:{port}/x.gz", timeout=2)
-    assert not data._network_reachable("http://host.invalid/x.gz", timeout=2)
+    assert not tfds_idx.network_reachable(f"http://127.0.0.1:{port}/x.gz", timeout=2)
+    assert not tfds_idx.network_reachable("http://host.invalid/x.gz", timeout=2)
     assert time.monotonic() - t0 < 10
 
 
@@ -215,7 +170,7 @@ def test_network_probe_against_local_socket(monkeypatch):
 
 def test_generated_idx_round_trip(tmp_path):
     arrays = make_fashion_dir(tmp_path, n_train=9, n_test=6)
-    ds = data.load_fashion_mnist(tmp_path, verify_checksum=False, tfds_data_dir=tmp_path / "unused")
+    ds = fashion_mnist.load(tmp_path, verify_checksum=False, tfds_data_dir=tmp_path / "unused")
     assert_dataset_layout(ds, "fashion_mnist", (28, 28, 1), 9, 6)
     assert "NumPy" in ds.source and str(tmp_path) in ds.source
     assert ds.train_images.max() == 1.0 and ds.train_images.min() == 0.0
@@ -224,7 +179,7 @@ def test_generated_idx_round_trip(tmp_path):
         ("test", ds.test_images, ds.test_labels),
     ):
         src_images, src_labels = arrays[split]
-        order = data._tfds_order(len(src_labels), split)
+        order = tfds_idx.tfds_order(len(src_labels), split)
         # Exact values: float32 pixel == uint8 / 255, in TFDS's example order.
         np.testing.assert_array_equal(
             images, src_images[order][..., None].astype(np.float32) / np.float32(255)
@@ -241,7 +196,7 @@ def test_generated_idx_round_trip(tmp_path):
 def test_generated_idx_fails_checksum_naming_the_file(tmp_path):
     make_fashion_dir(tmp_path)
     with pytest.raises(data.DataFileError) as err:
-        data.load_fashion_mnist(tmp_path, tfds_data_dir=tmp_path / "tfds")
+        fashion_mnist.load(tmp_path, tfds_data_dir=tmp_path / "tfds")
     msg = str(err.value)
     assert str(tmp_path / "train-images-idx3-ubyte.gz") in msg and "sha256" in msg
     assert isinstance(err.value, ValueError) and isinstance(err.value, data.DataUnavailableError)
@@ -257,11 +212,11 @@ def test_truncated_gz_names_the_file(tmp_path, verify, victim):
     if verify and victim.name != "train-images-idx3-ubyte.gz":
         # With verification on, the generated train images fail their
         # checksum first; check the truncation report on the file itself.
-        call = lambda: data._read_fashion_folder(  # noqa: E731
-            {n: tmp_path / n for n in data.FASHION_MNIST_FILES}, verify_checksum=False
+        call = lambda: fashion_mnist.read_files(  # noqa: E731
+            {n: tmp_path / n for n in fashion_mnist.FILES}, verify_checksum=False
         )
     else:
-        call = lambda: data.load_fashion_mnist(  # noqa: E731
+        call = lambda: fashion_mnist.load(  # noqa: E731
             tmp_path, verify_checksum=verify, tfds_data_dir=tmp_path / "tfds"
         )
     with pytest.raises(data.DataFileError) as err:
@@ -274,18 +229,18 @@ def test_not_gzip_names_the_file(tmp_path):
     victim = tmp_path / "train-labels-idx1-ubyte.gz"
     victim.write_bytes(b"this is not gzip data at all")
     with pytest.raises(data.DataFileError, match=str(victim)):
-        data.load_fashion_mnist(tmp_path, verify_checksum=False)
+        fashion_mnist.load(tmp_path, verify_checksum=False)
 
 
 def test_missing_files_and_folder(tmp_path):
     make_fashion_dir(tmp_path)
     (tmp_path / "t10k-images-idx3-ubyte.gz").unlink()
     with pytest.raises(data.DataFileError) as err:
-        data.load_fashion_mnist(tmp_path, verify_checksum=False)
+        fashion_mnist.load(tmp_path, verify_checksum=False)
     assert str(tmp_path / "t10k-images-idx3-ubyte.gz") in str(err.value)
     assert "--data-dir" in str(err.value)
     with pytest.raises(data.DataFileError, match="nowhere"):
-        data.load_fashion_mnist(tmp_path / "nowhere")
+        fashion_mnist.load(tmp_path / "nowhere")
 
 
 def test_bad_idx_headers(tmp_path):
@@ -293,29 +248,29 @@ def test_bad_idx_headers(tmp_path):
     victim = tmp_path / "train-images-idx3-ubyte.gz"
     write_idx_gz(victim, 0x0801, np.zeros(7, np.uint8))  # labels magic
     with pytest.raises(data.DataFileError, match="magic") as err:
-        data.load_fashion_mnist(tmp_path, verify_checksum=False)
+        fashion_mnist.load(tmp_path, verify_checksum=False)
     assert str(victim) in str(err.value)
     write_idx_gz(victim, 0x0803, np.zeros((7, 32, 32), np.uint8))  # wrong size
     with pytest.raises(data.DataFileError, match="32x32"):
-        data.load_fashion_mnist(tmp_path, verify_checksum=False)
+        fashion_mnist.load(tmp_path, verify_checksum=False)
     write_idx_gz(victim, 0x0803, np.zeros((8, 28, 28), np.uint8))  # 8 images, 7 labels
     with pytest.raises(data.DataFileError, match="8 images"):
-        data.load_fashion_mnist(tmp_path, verify_checksum=False)
+        fashion_mnist.load(tmp_path, verify_checksum=False)
     # header announcing more images than the file holds
     blob = struct.pack(">4I", 0x0803, 9, 28, 28) + bytes(7 * 28 * 28)
     victim.write_bytes(gzip.compress(blob))
     with pytest.raises(data.DataFileError, match="announces"):
-        data.load_fashion_mnist(tmp_path, verify_checksum=False)
+        fashion_mnist.load(tmp_path, verify_checksum=False)
     make_fashion_dir(tmp_path)
     write_idx_gz(tmp_path / "train-labels-idx1-ubyte.gz", 0x0801, np.full(7, 12, np.uint8))
     with pytest.raises(data.DataFileError, match="out of range"):
-        data.load_fashion_mnist(tmp_path, verify_checksum=False)
+        fashion_mnist.load(tmp_path, verify_checksum=False)
 
 
 def test_gzip_header_rewrap():
     payload = b"some idx payload" * 50
-    spec = data._FASHION_FILES[1]
-    want = data._official_gzip_bytes(data._LocalIdx(spec, Path("x"), gzip.compress(payload, mtime=0), None))
+    spec = fashion_mnist.IDX_FILES[1]
+    want = tfds_idx.official_gzip_bytes(tfds_idx.LocalIdx(spec, Path("x"), gzip.compress(payload, mtime=0), None))
     assert want[:4] == b"\x1f\x8b\x08\x08"
     assert struct.unpack("<I", want[4:8])[0] == spec.gzip_mtime
     assert want[10:].startswith(b"train-labels-idx1-ubyte\x00")
@@ -324,7 +279,7 @@ def test_gzip_header_rewrap():
     named = gzip.compress(payload, mtime=0)
     odd = b"\x1f\x8b\x08\x18" + named[4:10] + b"other\x00comment\x00" + named[10:]
     assert gzip.decompress(odd) == payload
-    assert data._official_gzip_bytes(data._LocalIdx(spec, Path("x"), odd, None)) == want
+    assert tfds_idx.official_gzip_bytes(tfds_idx.LocalIdx(spec, Path("x"), odd, None)) == want
 
 
 # --------------------------------------------------------------------------
@@ -336,9 +291,9 @@ def test_fashion_via_mocked_tfds(tfds_dir, no_default_fashion, monkeypatch):
     import tensorflow_datasets as tfds
 
     probes = []
-    monkeypatch.setattr(data, "_network_reachable", lambda url, *a, **k: probes.append(url) or True)
+    monkeypatch.setattr(tfds_idx, "network_reachable", lambda url, *a, **k: probes.append(url) or True)
     with tfds.testing.mock_data(num_examples=4):
-        ds = data.load_fashion_mnist(tfds_data_dir=tfds_dir)
+        ds = fashion_mnist.load(tfds_data_dir=tfds_dir)
     assert_dataset_layout(ds, "fashion_mnist", (28, 28, 1), 4, 4)
     assert "downloaded by TFDS" in ds.source
     assert probes and "fashion-mnist" in probes[0]
@@ -348,10 +303,10 @@ def test_cifar_mock_layout_matches_parser(tmp_path, tfds_dir, monkeypatch):
     import tensorflow_datasets as tfds
 
     make_cifar_archive(tmp_path / "c10", per_batch=2, n_test=3)
-    parsed = data.load_cifar10(tmp_path / "c10", verify_checksum=False)
-    monkeypatch.setattr(data, "_network_reachable", lambda *a, **k: True)
+    parsed = cifar10.load(tmp_path / "c10", verify_checksum=False)
+    monkeypatch.setattr(tfds_idx, "network_reachable", lambda *a, **k: True)
     with tfds.testing.mock_data(num_examples=3):
-        mocked = data.load_cifar10(tfds_data_dir=tfds_dir)
+        mocked = cifar10.load(tfds_data_dir=tfds_dir)
     assert_dataset_layout(mocked, "cifar10", (32, 32, 3), 3, 3)
     for field in ("train_images", "train_labels", "test_images", "test_labels"):
         a, b = getattr(mocked, field), getattr(parsed, field)
@@ -370,10 +325,10 @@ def download_forbidden(monkeypatch):
 
 
 def test_fashion_no_data_no_network_fails_fast(tfds_dir, no_default_fashion, monkeypatch, download_forbidden):
-    monkeypatch.setattr(data, "_network_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(tfds_idx, "network_reachable", lambda *a, **k: False)
     t0 = time.monotonic()
     with pytest.raises(data.DataUnavailableError) as err:
-        data.load_fashion_mnist(tfds_data_dir=tfds_dir)
+        fashion_mnist.load(tfds_data_dir=tfds_dir)
     assert time.monotonic() - t0 < 30
     msg = str(err.value)
     assert "apt-get install dataset-fashion-mnist" in msg
@@ -382,12 +337,12 @@ def test_fashion_no_data_no_network_fails_fast(tfds_dir, no_default_fashion, mon
 
 
 def test_cifar_no_data_no_network_fails_fast(tfds_dir, monkeypatch, download_forbidden):
-    monkeypatch.setattr(data, "_network_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(tfds_idx, "network_reachable", lambda *a, **k: False)
     t0 = time.monotonic()
     with pytest.raises(data.DataUnavailableError) as err:
-        data.load_cifar10(tfds_data_dir=tfds_dir)
+        cifar10.load(tfds_data_dir=tfds_dir)
     assert time.monotonic() - t0 < 30
-    assert "--data-dir" in str(err.value) and data.CIFAR10_ARCHIVE in str(err.value)
+    assert "--data-dir" in str(err.value) and cifar10.ARCHIVE in str(err.value)
     assert not leftovers(tfds_dir.parent)
 
 
@@ -399,10 +354,10 @@ def test_failed_download_cleans_tmp_dirs(tfds_dir, no_default_fashion, monkeypat
         (tfds_dir / "downloads" / "host_file.gzABC.tmp.0123abcd").mkdir(parents=True)
         raise ConnectionError("network went away")
 
-    monkeypatch.setattr(data, "_network_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(tfds_idx, "network_reachable", lambda *a, **k: True)
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", half_download)
     with pytest.raises(data.DataUnavailableError, match="network went away") as err:
-        data.load_fashion_mnist(tfds_data_dir=tfds_dir)
+        fashion_mnist.load(tfds_data_dir=tfds_dir)
     assert "apt-get install dataset-fashion-mnist" in str(err.value)
     assert not leftovers(tfds_dir)
 
@@ -414,10 +369,10 @@ def test_failed_download_cleans_tmp_dirs(tfds_dir, no_default_fashion, monkeypat
 
 def test_cifar_generated_archive(tmp_path):
     expected = make_cifar_archive(tmp_path, per_batch=3, n_test=4)
-    ds = data.load_cifar10(tmp_path, verify_checksum=False)
+    ds = cifar10.load(tmp_path, verify_checksum=False)
     assert_dataset_layout(ds, "cifar10", (32, 32, 3), 15, 4)
     # The archive path itself is accepted too.
-    again = data.load_cifar10(tmp_path / data.CIFAR10_ARCHIVE, verify_checksum=False)
+    again = cifar10.load(tmp_path / cifar10.ARCHIVE, verify_checksum=False)
     np.testing.assert_array_equal(again.train_images, ds.train_images)
 
     h, w, c = np.meshgrid(np.arange(32), np.arange(32), np.arange(3), indexing="ij")
@@ -427,7 +382,7 @@ def test_cifar_generated_archive(tmp_path):
     ):
         pixels = as_uint8(images)
         src_images, src_labels = expected[split]
-        order = data._tfds_order(len(src_labels), split)
+        order = tfds_idx.tfds_order(len(src_labels), split)
         np.testing.assert_array_equal(pixels, src_images[order])
         np.testing.assert_array_equal(labels, src_labels[order].astype(np.int32))
         # CHW -> HWC checked on the pattern itself, independently of order:
@@ -440,34 +395,34 @@ def test_cifar_generated_archive(tmp_path):
 
 def test_cifar_checksum_size_and_damage_errors(tmp_path):
     make_cifar_archive(tmp_path)
-    archive = tmp_path / data.CIFAR10_ARCHIVE
+    archive = tmp_path / cifar10.ARCHIVE
     with pytest.raises(data.DataFileError, match="bytes, expected") as err:
-        data.load_cifar10(tmp_path)
+        cifar10.load(tmp_path)
     assert str(archive) in str(err.value)
 
     raw = archive.read_bytes()
     archive.write_bytes(raw[: len(raw) // 2])
     with pytest.raises(data.DataFileError) as err:
-        data.load_cifar10(tmp_path, verify_checksum=False)
+        cifar10.load(tmp_path, verify_checksum=False)
     assert str(archive) in str(err.value) and "truncated" in str(err.value)
 
     archive.unlink()
-    with pytest.raises(data.DataFileError, match=data.CIFAR10_ARCHIVE) as err:
-        data.load_cifar10(tmp_path)
+    with pytest.raises(data.DataFileError, match=cifar10.ARCHIVE) as err:
+        cifar10.load(tmp_path)
     assert str(archive) in str(err.value)
 
 
 def test_cifar_sha_mismatch_names_the_file(tmp_path, monkeypatch):
     make_cifar_archive(tmp_path)
-    archive = tmp_path / data.CIFAR10_ARCHIVE
-    monkeypatch.setattr(data, "CIFAR10_ARCHIVE_SIZE", archive.stat().st_size)
+    archive = tmp_path / cifar10.ARCHIVE
+    monkeypatch.setattr(cifar10, "ARCHIVE_SIZE", archive.stat().st_size)
     with pytest.raises(data.DataFileError, match="sha256") as err:
-        data.load_cifar10(tmp_path)
+        cifar10.load(tmp_path)
     assert str(archive) in str(err.value)
 
 
 def test_cifar_bad_records(tmp_path):
-    archive = tmp_path / data.CIFAR10_ARCHIVE
+    archive = tmp_path / cifar10.ARCHIVE
     with tarfile.open(archive, "w:gz") as tar:
         for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
             blob = bytes(3073 * 2 + (5 if name == "data_batch_3.bin" else 0))
@@ -475,13 +430,13 @@ def test_cifar_bad_records(tmp_path):
             info.size = len(blob)
             tar.addfile(info, io.BytesIO(blob))
     with pytest.raises(data.DataFileError, match="data_batch_3.bin.*whole number"):
-        data.load_cifar10(tmp_path, verify_checksum=False)
+        cifar10.load(tmp_path, verify_checksum=False)
     with tarfile.open(archive, "w:gz") as tar:
         info = tarfile.TarInfo("cifar-10-batches-bin/test_batch.bin")
         info.size = 3073
         tar.addfile(info, io.BytesIO(bytes(3073)))
     with pytest.raises(data.DataFileError, match="lacks"):
-        data.load_cifar10(tmp_path, verify_checksum=False)
+        cifar10.load(tmp_path, verify_checksum=False)
 
 
 def test_cifar_tfds_builder_matches_parser(tmp_path, tfds_dir, monkeypatch):
@@ -496,16 +451,16 @@ def test_cifar_tfds_builder_matches_parser(tmp_path, tfds_dir, monkeypatch):
     from tensorflow_datasets.core.download import checksums
 
     make_cifar_archive(tmp_path / "c10", per_batch=4, n_test=5)
-    archive = tmp_path / "c10" / data.CIFAR10_ARCHIVE
-    parsed = data.load_cifar10(tmp_path / "c10", verify_checksum=False)
+    archive = tmp_path / "c10" / cifar10.ARCHIVE
+    parsed = cifar10.load(tmp_path / "c10", verify_checksum=False)
 
     info = checksums.compute_url_info(archive)
-    monkeypatch.setattr(tfds.builder_cls("cifar10"), "url_infos", {data.CIFAR10_URL: info})
-    monkeypatch.setattr(data, "CIFAR10_ARCHIVE_SIZE", archive.stat().st_size)
-    monkeypatch.setattr(data, "CIFAR10_ARCHIVE_SHA256", info.checksum)
-    monkeypatch.setattr(data, "_network_reachable", lambda *a, **k: pytest.fail("no download expected"))
+    monkeypatch.setattr(tfds.builder_cls("cifar10"), "url_infos", {cifar10.URL: info})
+    monkeypatch.setattr(cifar10, "ARCHIVE_SIZE", archive.stat().st_size)
+    monkeypatch.setattr(cifar10, "ARCHIVE_SHA256", info.checksum)
+    monkeypatch.setattr(tfds_idx, "network_reachable", lambda *a, **k: pytest.fail("no download expected"))
 
-    built = data.load_cifar10(tmp_path / "c10", tfds_data_dir=tfds_dir)
+    built = cifar10.load(tmp_path / "c10", tfds_data_dir=tfds_dir)
     assert "built from" in built.source and "TFDS cifar10" in built.source
     for field in ("train_images", "train_labels", "test_images", "test_labels"):
         np.testing.assert_array_equal(getattr(built, field), getattr(parsed, field), err_msg=field)
@@ -513,7 +468,7 @@ def test_cifar_tfds_builder_matches_parser(tmp_path, tfds_dir, monkeypatch):
     assert not leftovers(tfds_dir)
     assert not any((tfds_dir / "downloads").glob("**/*.tar.gz"))  # nothing copied
 
-    cached = data.load_cifar10(tfds_data_dir=tfds_dir)
+    cached = cifar10.load(tfds_data_dir=tfds_dir)
     assert "already built" in cached.source
     np.testing.assert_array_equal(cached.train_images, parsed.train_images)
 
@@ -539,7 +494,7 @@ def real_build(tmp_path_factory):
         pytest.skip(f"{REAL_FASHION_DIR} not installed")
     tfds_dir = tmp_path_factory.mktemp("tfds-real")
     t0 = time.monotonic()
-    ds = data.load_fashion_mnist(tfds_data_dir=tfds_dir)  # default folder
+    ds = fashion_mnist.load(tfds_data_dir=tfds_dir)  # default folder
     seconds = time.monotonic() - t0
     print(f"\nFashion-MNIST first TFDS build + load: {seconds:.1f} s")
     return ds, tfds_dir, seconds
@@ -577,7 +532,7 @@ def test_real_fashion_tfds_equals_direct_numpy_parse(real_build):
         np.testing.assert_array_equal(as_uint8(images)[..., 0], raw_images[order])
         np.testing.assert_array_equal(labels, raw_labels[order])
     # And the module's own NumPy path gives bit-identical float arrays.
-    parsed = data.load_fashion_mnist(REAL_FASHION_DIR, verify_checksum=False)
+    parsed = fashion_mnist.load(REAL_FASHION_DIR, verify_checksum=False)
     for field in ("train_images", "train_labels", "test_images", "test_labels"):
         np.testing.assert_array_equal(getattr(parsed, field), getattr(ds, field), err_msg=field)
 
@@ -586,7 +541,7 @@ def test_real_fashion_tfds_equals_direct_numpy_parse(real_build):
 def test_real_fashion_cached_load(real_build):
     ds, tfds_dir, first = real_build
     t0 = time.monotonic()
-    cached = data.load_fashion_mnist(tfds_data_dir=tfds_dir)
+    cached = fashion_mnist.load(tfds_data_dir=tfds_dir)
     seconds = time.monotonic() - t0
     print(f"\nFashion-MNIST cached load: {seconds:.1f} s (first: {first:.1f} s)")
     assert "already built" in cached.source
@@ -600,9 +555,9 @@ def test_real_fashion_explicit_dir_uses_built_dataset(real_build, monkeypatch):
     read itself is covered above; it is stubbed here to keep this quick)."""
     _, tfds_dir, _ = real_build
     calls = []
-    monkeypatch.setattr(data, "_load_built", lambda *args: calls.append(args) or args[-1])
-    monkeypatch.setattr(data, "_prepare_from_manual_dir", lambda *a: pytest.fail("rebuilt"))
-    source = data.load_fashion_mnist(REAL_FASHION_DIR, tfds_data_dir=tfds_dir)
+    monkeypatch.setattr(tfds_idx, "load_built", lambda *args: calls.append(args) or args[-1])
+    monkeypatch.setattr(tfds_idx, "prepare_from_manual_dir", lambda *a: pytest.fail("rebuilt"))
+    source = fashion_mnist.load(REAL_FASHION_DIR, tfds_data_dir=tfds_dir)
     assert len(calls) == 1 and "already built" in source and "verified" in source
     assert str(REAL_FASHION_DIR) in source
 
@@ -613,11 +568,11 @@ def test_real_fashion_recompressed_files_fall_back_to_numpy(real_build, tmp_path
     ds, _, _ = real_build
     folder = tmp_path / "recompressed"
     folder.mkdir()
-    for name in data.FASHION_MNIST_FILES:
+    for name in fashion_mnist.FILES:
         payload = gzip.open(REAL_FASHION_DIR / name).read()
         (folder / name).write_bytes(gzip.compress(payload, compresslevel=1, mtime=0))
     with pytest.warns(UserWarning, match="NumPy"):
-        fallback = data.load_fashion_mnist(folder, tfds_data_dir=tmp_path / "tfds")
+        fallback = fashion_mnist.load(folder, tfds_data_dir=tmp_path / "tfds")
     assert "sha256 verified" in fallback.source
     np.testing.assert_array_equal(fallback.train_images, ds.train_images)
     np.testing.assert_array_equal(fallback.train_labels, ds.train_labels)
@@ -629,11 +584,11 @@ def test_real_debian_files_rewrap_to_tfds_registered_bytes():
     """The rebuilt gzip header turns each Debian .gz into TFDS's file."""
     import tensorflow_datasets as tfds
 
-    registered = data._registered_url_infos(tfds.builder_cls("fashion_mnist"))
-    local = data._read_fashion_folder(
-        {n: REAL_FASHION_DIR / n for n in data.FASHION_MNIST_FILES}, verify_checksum=True
+    registered = tfds_idx.registered_url_infos(tfds.builder_cls("fashion_mnist"))
+    local = fashion_mnist.read_files(
+        {n: REAL_FASHION_DIR / n for n in fashion_mnist.FILES}, verify_checksum=True
     )
     for name, item in local.items():
-        blob = data._official_gzip_bytes(item)
+        blob = tfds_idx.official_gzip_bytes(item)
         assert len(blob) == registered[name].size
         assert hashlib.sha256(blob).hexdigest() == registered[name].checksum

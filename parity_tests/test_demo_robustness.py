@@ -12,64 +12,30 @@ The SIGKILL loop over the demo process is in ``test_demo_sigkill.py``.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.demo_data import make_idx_dir
+from helpers.demo_runs import DATASET, REPO, VERSION, StopAfter, demo_args, numbers, tree_bytes
 
 from demos import results_store, runner
 from demos.checkpoint import CheckpointDir, CheckpointError, checkpoint_dir
-
-REPO = Path(__file__).resolve().parents[1]
-DATASET = "fashion_mnist"
-VERSION = "t1"
-TIMING_KEYS = ("seconds", "train_seconds")
-
+from demos.data.tfds_idx import silence_progress_bars
 
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
 
-def write_idx_gz(path: Path, magic: int, array: np.ndarray) -> None:
-    header = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(gzip.compress(header + np.ascontiguousarray(array, np.uint8).tobytes()))
-
-
-def make_idx_dir(folder: Path, n_train: int = 40, n_test: int = 16, seed: int = 0) -> Path:
-    """The four Fashion-MNIST IDX files, holding random 28x28 images and labels."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
-        write_idx_gz(folder / f"{prefix}-images-idx3-ubyte.gz", 0x0803, images)
-        write_idx_gz(folder / f"{prefix}-labels-idx1-ubyte.gz", 0x0801, labels)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def idx_dir(tmp_path_factory) -> Path:
     return make_idx_dir(tmp_path_factory.mktemp("idx"))
-
-
-def demo_args(data_dir: Path, results: Path, *, epochs=3, runs=1, extra=()) -> list[str]:
-    # 40 examples in batches of 16: 3 steps an epoch, the last one partial.
-    return [VERSION, "--epochs", str(epochs), "--runs", str(runs), "--batch-size", "16",
-            "--seed", "3", "--data-dir", str(data_dir), "--no-checksum", "--no-progress",
-            "--results-dir", str(results), *extra]
-
-
-def numbers(record: dict) -> list[dict]:
-    """A run's per-epoch numbers without the wall-clock timings."""
-    return [{k: v for k, v in e.items() if k not in TIMING_KEYS} for e in record["epochs"]]
 
 
 def runs_of(results: Path, framework: str) -> list[dict]:
@@ -83,36 +49,6 @@ def ckpt_path(results: Path, framework: str) -> Path:
 def checkpoint_entries(results: Path, framework: str) -> list[str]:
     folder = ckpt_path(results, framework)
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-
-
-def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-class StopAfter:
-    """Wraps ``CheckpointDir.save``: after the checkpoint of (run, epoch) is on disk,
-    copy the checkpoint folder to ``copy_to`` and/or raise KeyboardInterrupt (Ctrl-C)."""
-
-    def __init__(self, run: int, epoch: int, *, copy_to: Path | None = None, interrupt=False):
-        self.run, self.epoch, self.copy_to, self.interrupt = run, epoch, copy_to, interrupt
-        self.original = CheckpointDir.save
-        self.hit = False
-
-    def method(self):
-        """The replacement for ``CheckpointDir.save`` (a plain function, so it binds)."""
-
-        def save(directory, trainer, record, step):
-            path = self.original(directory, trainer, record, step)
-            if (record["run_index"], len(record["epochs"])) == (self.run, self.epoch):
-                self.hit = True
-                if self.copy_to is not None:
-                    shutil.copytree(directory.path, self.copy_to,
-                                    ignore=shutil.ignore_patterns(".lock"))
-                if self.interrupt:
-                    raise KeyboardInterrupt
-            return path
-
-        return save
 
 
 # --------------------------------------------------------------------------
@@ -385,8 +321,9 @@ def test_non_finite_loss_mid_run_deletes_checkpoint_and_goes_on(idx_dir, tmp_pat
 # --------------------------------------------------------------------------
 
 def run_demo(*args: str, framework: str = "torch", cwd: Path = REPO) -> subprocess.CompletedProcess:
-    """The demo script as a user runs it. Every case here stops before torch or JAX is
-    imported, so each call costs well under a second."""
+    """The demo script as a user runs it. Every case here stops before any data is read or
+    network built, so each call costs little more than importing the framework (whose
+    trainer adds its own flags to the command line)."""
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     return subprocess.run([sys.executable, str(REPO / "demos" / f"{DATASET}_{framework}.py"), *args],
                           capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
@@ -476,7 +413,7 @@ def test_no_progress_silences_tfds_progress_bars():
     tqdm_utils = pytest.importorskip("tensorflow_datasets.core.utils.tqdm_utils")
     tqdm_utils.enable_progress_bar()
     try:
-        runner._silence_tfds_progress()
+        silence_progress_bars()
         assert tqdm_utils._active is False
     finally:
         tqdm_utils.enable_progress_bar()

@@ -32,13 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.demo_data import make_idx_dir
+from helpers.demo_runs import DATASET, REPO, VERSION, numbers
 
 from demos import results_store
 from demos.checkpoint import checkpoint_dir
-
-from test_demo_robustness import DATASET, VERSION, make_idx_dir, numbers
-
-REPO = Path(__file__).resolve().parents[1]
 KILLS = 50
 
 SERVER = r"""

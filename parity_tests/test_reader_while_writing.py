@@ -4,8 +4,10 @@ sees a half-written run (issue: results must be readable from another console)."
 import subprocess
 import sys
 
+from helpers.demo_data import make_idx_dir
+from helpers.demo_runs import DATASET, REPO, VERSION, demo_args
+
 from demos import results_store, show_results
-from test_demo_robustness import DATASET, REPO, VERSION, demo_args, make_idx_dir
 
 EPOCHS, RUNS = 2, 4
 

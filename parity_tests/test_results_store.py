@@ -15,40 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.demo_runs import make_record, snapshot
 from hypothesis import given, strategies as st
 
 from demos import results_store as rs
+from demos.stats import summarize
 
 REPO_ROOT = Path(rs.__file__).resolve().parent.parent
-
-
-def make_record(framework="torch", run_index=0, final_errors=None, *,
-                dataset="fashion_mnist", version="v1", n_epochs=3, seed=None):
-    """A small valid record whose last epoch has test_error final_errors."""
-    final = 10.0 if final_errors is None else final_errors
-    epochs = []
-    for e in range(1, n_epochs + 1):
-        err = final + 2.0 * (n_epochs - e)
-        epochs.append({
-            "epoch": e, "train_loss": 1.0 / e, "train_accuracy": 0.5,
-            "test_loss": 0.9 / e, "test_accuracy": 1 - err / 100,
-            "test_error": err, "learning_rate": 0.01, "seconds": 0.5,
-        })
-    return {
-        "schema": 1, "dataset": dataset, "version": version,
-        "framework": framework, "run_index": run_index,
-        "seed": run_index if seed is None else seed,
-        "settings": {"epochs": n_epochs, "batch_size": 1024, "max_lr": 0.01},
-        "epochs": epochs,
-        "started": "2026-01-01T00:00:00+00:00",
-        "finished": "2026-01-01T00:01:00+00:00",
-        "packages": {framework: "0.0"},
-        "host": {"cpu": "test", "cores": 2, "device": "cpu"},
-    }
-
-
-def snapshot(root: Path) -> dict[Path, bytes]:
-    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def stats_of(root: Path) -> dict[Path, tuple]:
@@ -357,7 +330,7 @@ def test_summarize_hand_computed():
     runs = [make_record("torch", i, e) for i, e in enumerate([8.0, 9.0, 10.0])]
     runs += [make_record("jax", i, e, n_epochs=4) for i, e in enumerate([9.5, 10.5])]
     runs += [make_record("torch", 0, 20.0, dataset="cifar10")]
-    s = rs.summarize(runs)
+    s = summarize(runs)
     assert list(s) == [("fashion_mnist", "torch"), ("fashion_mnist", "jax"),
                        ("cifar10", "torch")]
     t = s[("fashion_mnist", "torch")]
@@ -375,12 +348,12 @@ def test_summarize_hand_computed():
     c = s[("cifar10", "torch")]
     assert c["n"] == 1 and c["mean"] == 20.0
     assert math.isnan(c["std"]) and math.isnan(c["stderr"])
-    assert rs.summarize([]) == {}
+    assert summarize([]) == {}
 
 
 def test_summarize_rejects_mixed_versions():
     with pytest.raises(ValueError, match="version"):
-        rs.summarize([make_record(version="v1"), make_record(version="v2")])
+        summarize([make_record(version="v1"), make_record(version="v2")])
 
 
 # --------------------------------------------------------------------------

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from helpers.demo_runs import REPO as REPO_ROOT
+from helpers.demo_runs import make_record, snapshot
+
 from demos import results_store as rs
 from demos import show_results
-
-from test_results_store import REPO_ROOT, make_record, snapshot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TORCH_FINALS = [8.0, 9.0, 10.0]   # mean 9, std 1, stderr 1/sqrt(3) = 0.577

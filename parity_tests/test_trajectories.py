@@ -32,31 +32,32 @@ saying so.
 
 from __future__ import annotations
 
-import os
-
 import jax
 import numpy as np
 import pytest
 import torch
 from helpers.parity import assert_close, jax_precision, relative_error
-from flax import nnx
+from helpers.demo_trajectories import (
+    BATCH,
+    MAX_LR,
+    N_TRAIN,
+    SEED,
+    canonical_jax,
+    canonical_torch,
+    fashion_available,
+    l2_relative_error,
+    load_train_subset,
+    plan_batches,
+    start_from_torch_params,
+    step_relative_errors,
+)
 
-from demos import build_jax, build_torch, transfer
 from demos.architectures import FASHION_MNIST
 from demos.batch_plan import BatchPlan
-from demos.data import DEFAULT_FASHION_MNIST_DIR, load_fashion_mnist
+from demos.data.fashion_mnist import DEFAULT_DIR as DEFAULT_FASHION_MNIST_DIR
 from demos.optim import OneCycle
 from demos.train_jax import JaxTrainer
 from demos.train_torch import TorchTrainer
-from scs_jax import convert as jax_convert
-from scs_torch import convert as torch_convert
-
-N_TRAIN = 500
-BATCH = 32
-MAX_LR = 0.01
-SEED = 0
-FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
 FLOAT64_RTOL = 1e-9
 
@@ -105,35 +106,7 @@ FLOAT32_PARAM_RTOL = 1.5e-1   # final params, relative L2 error of each tensor
 # differences are the float64 test's job (1e-9), and TF32-class arithmetic
 # the layer tests' (float32 outputs to 1e-5) and test_parity_mode_pins_precision.
 
-
 # ------------------------------------------------------------------ data
-
-
-def _fashion_available() -> bool:
-    return all(os.path.isfile(os.path.join(DEFAULT_FASHION_MNIST_DIR, f)) for f in FASHION_FILES)
-
-
-def _generated_images(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fashion-MNIST-like stand-ins: a textured patch on a zero background, placed by class."""
-    rng = np.random.default_rng(1234)
-    images = np.zeros((n, 28, 28, 1), np.float32)
-    labels = rng.integers(0, 10, n).astype(np.int32)
-    for i, label in enumerate(labels):
-        row, col = divmod(int(label), 5)  # a 2 x 5 grid of places, one per class
-        top, left = 2 + 12 * row + rng.integers(-1, 2), 1 + 5 * col + rng.integers(-1, 2)
-        images[i, top:top + 11, left:left + 6, 0] = rng.uniform(0.2, 1.0, (11, 6))
-    return np.round(images * 255) / 255, labels
-
-
-def load_train_subset():
-    """(images, labels, source): the first N_TRAIN real training images, or generated ones."""
-    if _fashion_available():
-        # verify_checksum=False: NumPy parse of the IDX files, no TensorFlow
-        # (test_data.py checks these arrays equal the verified TFDS ones).
-        ds = load_fashion_mnist(DEFAULT_FASHION_MNIST_DIR, verify_checksum=False)
-        return ds.train_images[:N_TRAIN], ds.train_labels[:N_TRAIN], "real"
-    images, labels = _generated_images(N_TRAIN)
-    return images, labels, "generated"
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +115,7 @@ def train_subset():
 
 
 def test_real_fashion_mnist_is_used(train_subset):
-    if not _fashion_available():
+    if not fashion_available():
         pytest.skip(f"{DEFAULT_FASHION_MNIST_DIR} is missing (apt-get install dataset-fashion-mnist): "
                     "the trajectory tests ran on generated images, not on Fashion-MNIST")
     images, labels, source = train_subset
@@ -153,35 +126,6 @@ def test_real_fashion_mnist_is_used(train_subset):
 
 
 # ------------------------------------------------------------------ runs
-
-
-def plan_batches(n: int, steps: int, seed: int) -> list[np.ndarray]:
-    """The first ``steps`` batches of the plan, across epochs."""
-    plan = BatchPlan(n, BATCH, seed)
-    batches, epoch = [], 0
-    while len(batches) < steps:
-        batches += plan.batches(epoch)
-        epoch += 1
-    return batches[:steps]
-
-
-def canonical_torch(model) -> dict[str, np.ndarray]:
-    return {f"{i}.{k}": v for i, layer in enumerate(build_torch.parameter_layers(model))
-            for k, v in torch_convert.to_numpy(layer).items()}
-
-
-def canonical_jax(model) -> dict[str, np.ndarray]:
-    return {f"{i}.{k}": v for i, layer in enumerate(build_jax.parameter_layers(model))
-            for k, v in jax_convert.to_numpy(layer).items()}
-
-
-def start_from_torch_params(jax_trainer: JaxTrainer, torch_trainer: TorchTrainer) -> None:
-    """Put ``torch_trainer``'s parameters into ``jax_trainer`` (through demos.transfer)."""
-    model = transfer.torch_to_jax(torch_trainer.model, jax_trainer.model)
-    graphdef, params = nnx.split(model)
-    assert graphdef == jax_trainer.graphdef
-    assert jax.tree.structure(params) == jax.tree.structure(jax_trainer.params)
-    jax_trainer.params = params
 
 
 def run_pair(dtype: str, steps: int, images, labels):
@@ -216,16 +160,6 @@ def run_pair(dtype: str, steps: int, images, labels):
         "torch_final": canonical_torch(torch_trainer.model),
         "jax_final": canonical_jax(jax_trainer.model),
     }
-
-
-def step_relative_errors(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
-    assert actual.shape == expected.shape and np.all(np.isfinite(actual)) and np.all(np.isfinite(expected))
-    return np.abs(actual - expected) / np.abs(expected)
-
-
-def l2_relative_error(actual, expected) -> float:
-    a, e = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    return float(np.linalg.norm(a - e) / max(np.linalg.norm(e), np.finfo(np.float64).tiny))
 
 
 def check_nontrivial(run, steps: int, dtype: str) -> None:

@@ -1,0 +1,151 @@
+"""The demos' command line: one parser for every dataset and framework.
+
+The defaults are the demo's recipe (its entry in :mod:`demos.registry`,
+:mod:`demos.recipe`); the framework's trainer adds its own flags (torch's
+``--device`` and ``--compile``). The argument types check every value before
+anything is loaded; ``compare_frameworks.py`` uses them too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from . import registry, trainers
+from .augment import CIFAR_CROP_PADDING
+from .recipe import Recipe
+from .records import validate_version
+
+__all__ = ["MAX_SEED", "MAX_LEARNING_RATE", "positive_int", "non_negative_int", "seed",
+           "positive_float", "learning_rate", "version", "parse_args"]
+
+#: Seeds stay below 2**62 so that seed + run index fits every RNG's seed type
+#: (torch.manual_seed and JAX's keys take 64-bit integers).
+MAX_SEED = 2**62
+
+#: Largest accepted --max-lr: above about 1e37, torch's Adam step itself overflows float32.
+MAX_LEARNING_RATE = 1e30
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def seed(text: str) -> int:
+    value = non_negative_int(text)
+    if value >= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a seed below 2**62, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def learning_rate(text: str) -> float:
+    value = positive_float(text)
+    if value > MAX_LEARNING_RATE:
+        raise argparse.ArgumentTypeError(
+            f"expected at most {MAX_LEARNING_RATE:g} (larger learning rates overflow float32 "
+            f"inside Adam's update), got {text!r}")
+    return value
+
+
+def version(text: str) -> str:
+    try:
+        return validate_version(text)
+    except (TypeError, ValueError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def parse_args(dataset: str, framework: str, argv=None, *, prog: str | None = None) -> argparse.Namespace:
+    """The demo's command line (``--help`` explains every flag).
+
+    Args:
+        dataset: a dataset of :mod:`demos.registry`; its recipe gives the defaults.
+        framework: a framework of :mod:`demos.trainers` (its trainer is imported
+            to add its flags).
+        argv: the arguments; ``None``: ``sys.argv[1:]``.
+        prog: the program's name in messages (default ``demos/<dataset>_<framework>.py``).
+
+    Raises:
+        SystemExit: bad arguments (status 2, with argparse's message) or ``--help``.
+    """
+    demo = registry.get(dataset)
+    parser = argparse.ArgumentParser(
+        prog=prog or f"demos/{dataset}_{framework}.py",
+        description=(
+            f"Train the reference SCS network on {dataset} with {framework}, run after run, "
+            f"and append each completed run to results/{dataset}/VERSION/{framework}/. "
+            "Stop it any time with Ctrl-C; completed runs are kept and a restart appends."
+        ),
+    )
+    _add_run_arguments(parser, demo.recipe)
+    _add_input_output_arguments(parser)
+    _add_augmentation_arguments(parser)
+    trainers.trainer_class(framework).add_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.no_checksum and args.data_dir is None:
+        parser.error("--no-checksum needs --data-dir (it only applies to local files)")
+    return args
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser, recipe: Recipe) -> None:
+    parser.add_argument(
+        "version", nargs="?", default="test", type=version,
+        help="results version: letters, digits and underscores (default: %(default)s)",
+    )
+    parser.add_argument("--epochs", type=positive_int, default=recipe.epochs,
+                        help="epochs per run (default: %(default)s)")
+    parser.add_argument("--runs", type=positive_int, default=None,
+                        help="number of runs to add, then stop (default: until stopped)")
+    parser.add_argument("--batch-size", type=positive_int, default=recipe.batch_size,
+                        help="examples per batch (default: %(default)s)")
+    parser.add_argument("--max-lr", type=learning_rate, default=recipe.max_lr,
+                        help="peak learning rate of the one-cycle schedule (default: %(default)s)")
+    parser.add_argument("--seed", type=seed, default=recipe.seed,
+                        help="base seed; run N uses seed + N (default: %(default)s)")
+
+
+def _add_input_output_arguments(parser: argparse.ArgumentParser) -> None:
+    local_files = "; ".join(f"{demo.title}: {demo.loader_module().LOCAL_FILES}"
+                            for demo in registry.DEMOS.values())
+    parser.add_argument("--data-dir", default=None,
+                        help=f"folder with local dataset files ({local_files})")
+    parser.add_argument("--no-checksum", action="store_true",
+                        help="with --data-dir: accept files that are not the official dataset "
+                             "(e.g. small generated files for tests); they are only checked for "
+                             "a valid format, parsed with NumPy, and each run's settings say so")
+    parser.add_argument("--results-dir", default=None,
+                        help="where results are stored (default: the repository's results/)")
+    parser.add_argument("--limit-train", type=positive_int, default=None,
+                        help="train on the first N training examples only (for smoke tests)")
+    parser.add_argument("--limit-test", type=positive_int, default=None,
+                        help="evaluate on the first N test examples only (for smoke tests)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="hide the progress bars (also TFDS's while it builds a dataset)")
+
+
+def _add_augmentation_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--random-crop", action="store_true",
+                        help=f"augment the training images (CIFAR-10's recipe): a random crop of "
+                             f"the image zero-padded by {CIFAR_CROP_PADDING} pixels, offsets drawn "
+                             "per image and epoch from the run's seed, the same in torch and JAX; "
+                             "the test set is never augmented (default: off)")
+    parser.add_argument("--hflip", action="store_true",
+                        help="augment the training images (CIFAR-10's recipe): mirror each one "
+                             "left to right with probability 0.5, drawn per image and epoch from "
+                             "the run's seed, the same in torch and JAX (default: off)")

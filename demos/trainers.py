@@ -1,0 +1,87 @@
+"""The trainers, one per framework, each imported only when its framework is asked for.
+
+A trainer is its framework's only adapter: it builds and trains the network,
+and it alone knows the framework's command-line flags, its device, the
+settings it adds to a run's record and how its state is checkpointed (the
+:class:`Trainer` protocol). The runner, the checkpoints and the results name
+frameworks only as strings through this registry, so a torch demo never
+imports JAX, nor a JAX demo torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only
+    import numpy as np
+
+    from .architectures import Architecture
+    from .augment import AugmentPlan
+    from .optim import OneCycle
+
+__all__ = ["TRAINERS", "FRAMEWORKS", "Trainer", "trainer_class"]
+
+#: Each framework's trainer, as ``"module:class"`` (imported on first use).
+TRAINERS = {"torch": "demos.train_torch:TorchTrainer", "jax": "demos.train_jax:JaxTrainer"}
+
+#: The frameworks' names, in the order tables and comparisons list them.
+FRAMEWORKS: tuple[str, ...] = tuple(TRAINERS)
+
+
+class Trainer(Protocol):
+    """What the runner and the checkpoints use of a trainer (``TorchTrainer``, ``JaxTrainer``)."""
+
+    #: The framework's name, a key of :data:`TRAINERS`.
+    framework: ClassVar[str]
+    #: The file or folder :meth:`save_state` writes into a checkpoint.
+    STATE_NAME: ClassVar[str]
+    #: Whether the demos of this framework take ``--device``.
+    takes_device: ClassVar[bool]
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add the framework's own command-line flags to the demo's parser."""
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, architecture: Architecture, schedule: OneCycle,
+                  train_images: np.ndarray, train_labels: np.ndarray, *, seed: int,
+                  augment: AugmentPlan) -> Trainer:
+        """The trainer a demo's command line asks for (``train_images``: ``(N, H, W, C)``)."""
+
+    @property
+    def device_name(self) -> str:
+        """The device it computes on, as recorded in a run's ``host``, e.g. ``"cpu"``."""
+
+    def framework_settings(self) -> dict:
+        """Settings of its own recorded with a run and each resume (never compared)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """The 0-based epoch the next training steps belong to."""
+
+    def train_step(self, indices: np.ndarray) -> tuple[float, int]:
+        """One optimizer step on the examples ``indices``: (mean loss, correct predictions)."""
+
+    def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy over a whole set."""
+
+    def save_state(self, folder: Path) -> None:
+        """Write the model, optimizer, schedule and RNG state as ``folder / STATE_NAME``."""
+
+    def load_state(self, folder: Path) -> None:
+        """Put the state :meth:`save_state` wrote in ``folder`` into this freshly built trainer."""
+
+
+def trainer_class(framework: str) -> type[Trainer]:
+    """The trainer of ``framework``, its module imported now if it was not yet.
+
+    Raises:
+        ValueError: unknown ``framework`` (the message lists the choices).
+    """
+    try:
+        module, name = TRAINERS[framework].split(":")
+    except (KeyError, TypeError):
+        raise ValueError(f"framework: expected one of {', '.join(FRAMEWORKS)}, got {framework!r}") from None
+    return getattr(importlib.import_module(module), name)
