@@ -96,6 +96,10 @@ def parse_args(dataset: str, framework: str, argv=None, *, prog: str | None = No
     _add_run_arguments(parser, demo.recipe)
     _add_input_output_arguments(parser)
     _add_augmentation_arguments(parser)
+    parser.add_argument("--init-from", choices=trainers.FRAMEWORKS, default=framework,
+                        help="draw each run's initial parameters as this framework's demo does for "
+                             "the same seed and start from them (another framework: a paired "
+                             "comparison, compare_frameworks.py --paired; default: %(default)s)")
     trainers.trainer_class(framework).add_arguments(parser)
     args = parser.parse_args(argv)
     if args.no_checksum and args.data_dir is None:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only
     from .data import ImageDataset
 
 __all__ = ["Recipe", "REFERENCE", "COMPARISON", "COMPARISON_RUNS", "RUN_SETTINGS",
-           "COMPARED_SETTINGS", "SETTINGS_BEFORE_THEY_EXISTED", "augmentation", "run_settings",
+           "COMPARED_SETTINGS", "SETTINGS_BEFORE_THEY_EXISTED", "saved_setting", "augmentation", "run_settings",
            "data_fingerprint"]
 
 
@@ -68,17 +68,34 @@ RUN_SETTINGS = {
     "steps_per_epoch": "--batch-size / the data", "train_examples": "--limit-train / the data",
     "test_examples": "--limit-test / the data", "dtype": None,
     "data_sha256": "--data-dir / --limit-train / --limit-test (the data differ)",
-    "random_crop_padding": "--random-crop", "hflip": "--hflip",
+    "random_crop_padding": "--random-crop", "hflip": "--hflip", "init_from": "--init-from",
 }
 
 #: The settings runs must share to be compared: all of :data:`RUN_SETTINGS` but the
-#: data fingerprint, which the earliest records (results/fashion_mnist/v1/torch) lack.
-COMPARED_SETTINGS = tuple(key for key in RUN_SETTINGS if key != "data_sha256")
+#: data fingerprint, which the earliest records (results/fashion_mnist/v1/torch) lack,
+#: and where the initial parameters come from, which ``compare_frameworks.py`` checks
+#: per design (each framework's own, or torch's for both when paired).
+COMPARED_SETTINGS = tuple(key for key in RUN_SETTINGS if key not in ("data_sha256", "init_from"))
 
 #: What a record or checkpoint written before a setting existed means by its absence.
 #: (A trainer's own settings, such as ``torch_compile``, are recorded but never
 #: compared: they change float rounding, not the maths.)
 SETTINGS_BEFORE_THEY_EXISTED = {"random_crop_padding": 0, "hflip": False}
+
+
+def saved_setting(record: dict, key: str):
+    """A record's (or checkpoint's) setting ``key``, with what its absence means.
+
+    Records written before a setting existed lack it: the augmentation was off
+    (:data:`SETTINGS_BEFORE_THEY_EXISTED`), and a run started from its own
+    framework's initial parameters (``init_from`` = the record's framework).
+    """
+    settings = record.get("settings") or {}
+    if key in settings:
+        return settings[key]
+    if key == "init_from":
+        return record.get("framework")
+    return SETTINGS_BEFORE_THEY_EXISTED.get(key)
 
 
 def augmentation(args: argparse.Namespace, data: ImageDataset, seed: int) -> AugmentPlan:
@@ -93,8 +110,9 @@ def augmentation(args: argparse.Namespace, data: ImageDataset, seed: int) -> Aug
 def run_settings(args: argparse.Namespace, data: ImageDataset, seed: int, data_sha256: str) -> dict:
     """The ``settings`` of a run's record: everything that decides its numbers.
 
-    ``random_crop_padding`` (0: no crop) and ``hflip`` record the augmentation;
-    the trainer adds its own (:meth:`demos.trainers.Trainer.framework_settings`).
+    ``random_crop_padding`` (0: no crop) and ``hflip`` record the augmentation,
+    ``init_from`` the framework whose initialisation drew the starting
+    parameters (``--init-from``); the trainer adds its own (:meth:`demos.trainers.Trainer.framework_settings`).
     """
     from .batch_plan import BatchPlan
     from .optim import OneCycle
@@ -107,7 +125,7 @@ def run_settings(args: argparse.Namespace, data: ImageDataset, seed: int, data_s
         "pct_start": schedule.pct_start, "steps_per_epoch": plan.steps_per_epoch,
         "train_examples": len(data.train_labels), "test_examples": len(data.test_labels),
         "dtype": "float32", "data_source": data.source, "data_sha256": data_sha256,
-        **augmentation(args, data, seed).settings(),
+        **augmentation(args, data, seed).settings(), "init_from": args.init_from,
     }
 
 

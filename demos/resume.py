@@ -16,7 +16,7 @@ import json
 from . import results_store
 from .checkpoint import Checkpoint, CheckpointDir, CheckpointError
 from .data import ImageDataset
-from .recipe import RUN_SETTINGS, SETTINGS_BEFORE_THEY_EXISTED, run_settings
+from .recipe import RUN_SETTINGS, run_settings, saved_setting
 
 __all__ = ["next_run_index", "pending_run"]
 
@@ -98,10 +98,9 @@ def _settings_mismatch(checkpoint: Checkpoint, dataset: str, framework: str,
     saved = checkpoint.record
     seed = args.seed + checkpoint.run_index
     now = json.loads(json.dumps(run_settings(args, data, seed, data_sha256)))
-    then = saved.get("settings") or {}
     problems = []
     for key, flag in RUN_SETTINGS.items():
-        saved_value = then.get(key, SETTINGS_BEFORE_THEY_EXISTED.get(key))
+        saved_value = saved_setting(saved, key)
         if saved_value != now[key]:
             where = f" ({flag})" if flag else ""
             problems.append(f"{key} {saved_value!r} in the checkpoint, {now[key]!r} now{where}")

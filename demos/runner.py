@@ -220,6 +220,9 @@ def train_run(framework: str, architecture: Architecture, data: ImageDataset,
         args, architecture, schedule, data.train_images, data.train_labels, seed=seed,
         augment=augmentation(args, data, seed))
     if resume is None:
+        if args.init_from != framework:  # a paired run: another framework's initialisation
+            trainer.load_parameters(
+                trainers.trainer_class(args.init_from).initial_parameters(architecture, seed))
         record = _new_record(framework, data, args, run_index, trainer,
                              data_sha256 or data_fingerprint(data))
     else:
