@@ -200,6 +200,7 @@ def pool_output_size(
         raise TypeError(f"{name}: expected a non-negative int size, got {size!r}")
     if size < 0:
         raise ValueError(f"{name}: expected a non-negative int size, got {size!r}")
+    size = int(size)
     kernel_size = positive_int("kernel_size", kernel_size)
     stride = positive_int("stride", stride)
     check_ceil_mode(ceil_mode)
