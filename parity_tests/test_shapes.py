@@ -80,7 +80,19 @@ CASES = [
     ("pool_output_size", (7, 2, 2, True), 4),
     ("pool_output_size", (8, 3, 3, True), 3),
     ("pool_output_size", (np.int64(5), np.int32(3), np.int16(2), True), 2),
-    ("pool_output_size", (1, 2, 2, False), Raises(ValueError, "size: spatial size 1 ")),
+    ("pool_output_size", (1, 2, 2, True), 1),
+    ("pool_output_size", (2, 4, 3, True), 1),
+    ("pool_output_size", (1, 2, 2, False), Raises(
+        ValueError,
+        "size: spatial size 1 holds no pooling window of kernel_size 2 with stride 2 and ceil_mode=False; "
+        "expected at least 2",
+    )),
+    ("pool_output_size", (1, 3, 1, True), Raises(
+        ValueError,
+        "size: spatial size 1 holds no pooling window of kernel_size 3 with stride 1 and ceil_mode=True; "
+        "expected at least 3",
+    )),
+    ("pool_output_size", (0, 1, 2, True), Raises(ValueError, "size: spatial size 0 holds no pooling window")),
     ("pool_output_size", (7.0, 2, 2, False), Raises(TypeError, "size: expected a non-negative int size, got 7.0")),
     ("pool_output_size", (-1, 2, 2, False), Raises(ValueError, "size: expected a non-negative int size, got -1")),
     ("pool_output_size", (True, 1, 1, False), Raises(TypeError, "size: expected a non-negative int size, got True")),

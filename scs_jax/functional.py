@@ -213,14 +213,20 @@ def sharpened_cosine_similarity(
 
 
 def _check_pool_fits(
-    size: tuple[int, int], kernel_size: tuple[int, int], x_shape: tuple[int, ...]
+    size: tuple[int, int], kernel_size: tuple[int, int], stride: tuple[int, int], ceil_mode: bool,
+    x_shape: tuple[int, ...],
 ) -> None:
-    """Raise, naming ``pool_kernel_size``, where the pooling window is larger than the layer's output ``size``."""
-    if size[0] < kernel_size[0] or size[1] < kernel_size[1]:
-        raise ValueError(
-            f"pool_kernel_size: expected at most the layer's output size {tuple(size)} "
-            f"(input shape {tuple(x_shape)}), got {tuple(kernel_size)}"
-        )
+    """Raise, naming ``pool_kernel_size``, where ``torch.nn.MaxPool2d`` finds no window in the layer's output ``size``."""
+    slack = (stride[0] - 1, stride[1] - 1) if ceil_mode else (0, 0)
+    if size[0] + slack[0] >= kernel_size[0] and size[1] + slack[1] >= kernel_size[1]:
+        return
+    bound = f"the layer's output size {tuple(size)}"
+    if ceil_mode:
+        bound += f" plus pool_stride - 1 ({size[0] + slack[0]}, {size[1] + slack[1]}) with ceil_mode"
+    raise ValueError(
+        f"pool_kernel_size: expected at most {bound} (input shape {tuple(x_shape)}), "
+        f"got {tuple(kernel_size)}"
+    )
 
 
 def sharpened_cosine_similarity_max_abs_pool(
@@ -275,7 +281,7 @@ def sharpened_cosine_similarity_max_abs_pool(
         "sharpened_cosine_similarity_max_abs_pool",
     )
     n, h_out, w_out, groups, per_group = dot.shape
-    _check_pool_fits((h_out, w_out), (kh, kw), tuple(x.shape))
+    _check_pool_fits((h_out, w_out), (kh, kw), (sh, sw), ceil_mode, tuple(x.shape))
     cos = _cosine(dot, norm).reshape(n, h_out, w_out, groups * per_group)
     pooled = max_abs_pool(cos, (kh, kw), (sh, sw), ceil_mode)
     n, h_pool, w_pool, _ = pooled.shape

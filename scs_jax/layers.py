@@ -143,7 +143,9 @@ class MaxAbsPool(nnx.Module):
 
     Ties ``+a``/``-a`` return ``+a``. Args as ``torch.nn.MaxPool2d`` (no
     padding): ``kernel_size`` (int or pair), ``stride`` (default
-    ``kernel_size``), ``ceil_mode``. See :func:`scs_jax.functional.max_abs_pool`.
+    ``kernel_size``), ``ceil_mode``. See :func:`scs_jax.functional.max_abs_pool`;
+    output sizes are ``torch.nn.MaxPool2d``'s, also with ``ceil_mode`` on
+    inputs smaller than the kernel.
 
     Source: brohrer/sharpened_cosine_similarity_torch.
 
@@ -153,6 +155,8 @@ class MaxAbsPool(nnx.Module):
         >>> x = jnp.array([[1.0, -2.0, 0.5], [0.0, 1.5, -3.0]]).reshape(1, 2, 3, 1)
         >>> pool(x)[..., 0]
         Array([[[-2., -3.]]], dtype=float32)
+        >>> pool(jnp.ones((1, 1, 1, 1))).shape  # as torch.nn.MaxPool2d(2, ceil_mode=True)
+        (1, 1, 1, 1)
     """
 
     def __init__(self, kernel_size: Size, stride: Size | None = None, ceil_mode: bool = False) -> None:

@@ -169,8 +169,9 @@ def pool_output_size(
 ) -> int:
     """Output length of a pooling window sweep, ``torch.nn.MaxPool2d``'s rule (no padding).
 
-    With ``ceil_mode`` a last, partial window is kept when it starts inside the
-    input.
+    Without ``ceil_mode`` every window lies inside the input. With it a last,
+    partial window is kept when it starts inside the input, even when the
+    input is shorter than the kernel (size 1, kernel 2, stride 2 gives 1).
 
     Args:
         size: the input's length along the dimension, a non-negative int.
@@ -183,18 +184,22 @@ def pool_output_size(
         The number of windows, at least 1.
 
     Raises:
-        ValueError: naming ``name``, when ``size < kernel_size``; naming the
-            argument for bad arguments (TypeError for a wrong type).
+        ValueError: naming ``name``, where ``torch.nn.MaxPool2d`` raises: no
+            window (``size < kernel_size`` without ``ceil_mode``, ``size <
+            kernel_size - stride + 1`` with it); naming the argument for bad
+            arguments (TypeError for a wrong type).
 
     Examples:
         >>> pool_output_size(7, kernel_size=2, stride=2, ceil_mode=False)
         3
         >>> pool_output_size(7, kernel_size=2, stride=2, ceil_mode=True)
         4
+        >>> pool_output_size(1, kernel_size=2, stride=2, ceil_mode=True)
+        1
         >>> pool_output_size(1, kernel_size=2, stride=2, ceil_mode=False)
         Traceback (most recent call last):
         ...
-        ValueError: size: spatial size 1 is smaller than the pooling kernel_size 2
+        ValueError: size: spatial size 1 holds no pooling window of kernel_size 2 with stride 2 and ceil_mode=False; expected at least 2
     """
     if not _is_int(size):
         raise TypeError(f"{name}: expected a non-negative int size, got {size!r}")
@@ -204,14 +209,20 @@ def pool_output_size(
     kernel_size = positive_int("kernel_size", kernel_size)
     stride = positive_int("stride", stride)
     check_ceil_mode(ceil_mode)
-    if size < kernel_size:
-        raise ValueError(f"{name}: spatial size {size} is smaller than the pooling kernel_size {kernel_size}")
     if ceil_mode:
         out = -(-(size - kernel_size) // stride) + 1
         if (out - 1) * stride >= size:
             out -= 1
-        return out
-    return (size - kernel_size) // stride + 1
+        smallest = max(kernel_size - stride + 1, 1)
+    else:
+        out = (size - kernel_size) // stride + 1
+        smallest = kernel_size
+    if out < 1:
+        raise ValueError(
+            f"{name}: spatial size {size} holds no pooling window of kernel_size {kernel_size} "
+            f"with stride {stride} and ceil_mode={ceil_mode}; expected at least {smallest}"
+        )
+    return out
 
 
 def check_eps(eps: float) -> float:

@@ -236,14 +236,20 @@ def sharpened_cosine_similarity(
 
 
 def _check_pool_fits(
-    size: tuple[int, int], kernel_size: tuple[int, int], x_shape: tuple[int, ...]
+    size: tuple[int, int], kernel_size: tuple[int, int], stride: tuple[int, int], ceil_mode: bool,
+    x_shape: tuple[int, ...],
 ) -> None:
-    """Raise, naming ``pool_kernel_size``, where the pooling window is larger than the layer's output ``size``."""
-    if size[0] < kernel_size[0] or size[1] < kernel_size[1]:
-        raise ValueError(
-            f"pool_kernel_size: expected at most the layer's output size {tuple(size)} "
-            f"(input shape {tuple(x_shape)}), got {tuple(kernel_size)}"
-        )
+    """Raise, naming ``pool_kernel_size``, where ``torch.nn.MaxPool2d`` finds no window in the layer's output ``size``."""
+    slack = (stride[0] - 1, stride[1] - 1) if ceil_mode else (0, 0)
+    if size[0] + slack[0] >= kernel_size[0] and size[1] + slack[1] >= kernel_size[1]:
+        return
+    bound = f"the layer's output size {tuple(size)}"
+    if ceil_mode:
+        bound += f" plus pool_stride - 1 ({size[0] + slack[0]}, {size[1] + slack[1]}) with ceil_mode"
+    raise ValueError(
+        f"pool_kernel_size: expected at most {bound} (input shape {tuple(x_shape)}), "
+        f"got {tuple(kernel_size)}"
+    )
 
 
 def sharpened_cosine_similarity_max_abs_pool(
@@ -297,7 +303,7 @@ def sharpened_cosine_similarity_max_abs_pool(
     dot, norm, exponent, scale = _similarity_terms(
         x, weight, p, q, stride, padding, groups, eps, "sharpened_cosine_similarity_max_abs_pool"
     )
-    _check_pool_fits(tuple(dot.shape[3:]), (kh, kw), tuple(x.shape))
+    _check_pool_fits(tuple(dot.shape[3:]), (kh, kw), (sh, sw), ceil_mode, tuple(x.shape))
     if torch.is_grad_enabled() and (dot.requires_grad or norm.requires_grad):
         pooled = _CosineMaxAbsPool.apply(dot, norm, (kh, kw), (sh, sw), ceil_mode)
     else:

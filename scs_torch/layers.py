@@ -135,7 +135,9 @@ class MaxAbsPool2d(nn.Module):
 
     Ties ``+a``/``-a`` return ``+a``. Args as ``nn.MaxPool2d`` (no padding):
     ``kernel_size`` (int or pair), ``stride`` (default ``kernel_size``),
-    ``ceil_mode``. See :func:`scs_torch.functional.max_abs_pool`.
+    ``ceil_mode``. See :func:`scs_torch.functional.max_abs_pool`; output sizes
+    are ``nn.MaxPool2d``'s, also with ``ceil_mode`` on inputs smaller than
+    the kernel.
 
     Source: brohrer/sharpened_cosine_similarity_torch.
 
@@ -146,6 +148,8 @@ class MaxAbsPool2d(nn.Module):
         MaxAbsPool2d(kernel_size=(2, 2), stride=(2, 2), ceil_mode=True)
         >>> pool(torch.tensor([[[[1.0, -2.0, 0.5], [0.0, 1.5, -3.0]]]]))
         tensor([[[[-2., -3.]]]])
+        >>> pool(torch.ones(1, 1, 1, 1)).shape  # as nn.MaxPool2d(2, ceil_mode=True)
+        torch.Size([1, 1, 1, 1])
     """
 
     def __init__(self, kernel_size: Size, stride: Size | None = None, ceil_mode: bool = False) -> None:

@@ -29,7 +29,8 @@ def max_abs_pool(
         kernel_size: int or pair.
         stride: int or pair; ``None`` means ``kernel_size``.
         ceil_mode: keep a last partial window at the bottom/right edge when it
-            starts inside the input (``torch.nn.MaxPool2d``'s rule).
+            starts inside the input (``torch.nn.MaxPool2d``'s rule, also for an
+            input smaller than the kernel).
 
     Returns:
         ``(N, C, H_out, W_out)``, the dtype of ``x``, sizes as
@@ -38,7 +39,7 @@ def max_abs_pool(
 
     Raises:
         TypeError, ValueError: naming the argument, the expected and received
-        value; ``x`` when it is smaller than the kernel.
+        value; ``x`` where ``torch.nn.MaxPool2d`` finds no window.
 
     Source: the ``MaxAbsPool2d`` of brohrer/sharpened_cosine_similarity_torch.
 
