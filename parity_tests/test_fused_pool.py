@@ -57,7 +57,12 @@ CASES = [
     ((1, 2, 3, 4, 1, "same", 1, 6, 7), (3, 3, True)),  # even kernel "same"
     ((2, 3, 4, 3, 1, "same", 1, 7, 6), ((2, 3), (2, 1), False)),  # pool pairs
     ((1, 6, 9, 3, 2, 1, 3, 9, 9), (2, 2, True)),
+    # outputs smaller than the pool's kernel: ceil_mode keeps the window that starts
+    # inside, as nn.MaxPool2d does (both pooled to 1x1)
+    ((2, 2, 4, 3, 1, 0, 1, 3, 4), (2, 2, True)),  # layer output 1x2
+    ((1, 3, 6, 3, 1, 0, 3, 4, 4), (3, 2, True)),  # 2x2 under a 3x3 window, groups
 ]
+SMALL_OUTPUT_CASES = CASES[-2:]
 
 
 def _case_id(case):
@@ -117,13 +122,8 @@ def _jax_both(layer, pool, x, g):
     return run(True), run(False)
 
 
-@pytest.mark.parametrize("inputs", ["gaussian", "ties"])
-@pytest.mark.parametrize("case", CASES[:5], ids=_case_id)
-def test_fused_equals_two_step_float64(case, inputs, rng):
-    (n, c_in, c_out, k, stride, padding, groups, h, w), pool = case
-    layer = make_torch_scs(rng, "float64", c_in, c_out, k, stride, padding, groups)
-    x = _inputs(inputs, (n, c_in, h, w), rng)
-    g = rng.standard_normal(output_shape(layer, x.shape, pool))
+def assert_fused_equals_two_step_float64(layer, pool, x, g):
+    """In each framework, the fused and the two-step forms' output and gradients agree to 1e-12 (float64 ``layer``)."""
     names = ("output", "d/dx", "d/dweight", "d/dp", "d/dq")
     fused, two_step = _torch_both(layer, scs_torch.MaxAbsPool2d(*pool), x, g)
     for name, a, b in zip(names, fused, two_step):
@@ -132,6 +132,16 @@ def test_fused_equals_two_step_float64(case, inputs, rng):
         fused, two_step = _jax_both(jax_twin(layer, "float64"), scs_jax.MaxAbsPool(*pool), x, g)
     for name, a, b in zip(names, fused, two_step):
         assert_close(a, b, 1e-12, f"JAX fused vs two-step {name}")
+
+
+@pytest.mark.parametrize("inputs", ["gaussian", "ties"])
+@pytest.mark.parametrize("case", CASES[:5], ids=_case_id)
+def test_fused_equals_two_step_float64(case, inputs, rng):
+    (n, c_in, c_out, k, stride, padding, groups, h, w), pool = case
+    layer = make_torch_scs(rng, "float64", c_in, c_out, k, stride, padding, groups)
+    x = _inputs(inputs, (n, c_in, h, w), rng)
+    g = rng.standard_normal(output_shape(layer, x.shape, pool))
+    assert_fused_equals_two_step_float64(layer, pool, x, g)
 
 
 def within_one_ulp(actual, expected) -> np.ndarray:
@@ -197,32 +207,15 @@ def test_bad_pool_arguments_rejected_alike(rng):
 
 # --- pools larger than the layer's output: torch.nn.MaxPool2d's rule ----------------
 
-# The layer's output is smaller than the pool's kernel; with ceil_mode nn.MaxPool2d keeps
-# the window that starts inside it.
-SMALL_OUTPUT_CASES = [
-    ((2, 2, 4, 3, 1, 0, 1, 3, 4), (2, 2, True)),  # layer output 1x2, pooled 1x1
-    ((1, 3, 6, 3, 1, 0, 3, 4, 4), (3, 2, True)),  # 2x2 under a 3x3 window, groups
-]
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", SMALL_OUTPUT_CASES, ids=_case_id)
-def test_pool_larger_than_the_layers_output(case, dtype, rng):
+def test_pool_larger_than_the_layers_output_float64(case, rng):
+    """Parity is test_fused_outputs_and_gradients'; here the 1x1 result and fused = two-step."""
     (n, c_in, c_out, k, stride, padding, groups, h, w), pool = case
-    layer = make_torch_scs(rng, dtype, c_in, c_out, k, stride, padding, groups)
+    layer = make_torch_scs(rng, "float64", c_in, c_out, k, stride, padding, groups)
     x = rng.standard_normal((n, c_in, h, w))
     g = rng.standard_normal(output_shape(layer, x.shape, pool))
     assert g.shape[2:] == (1, 1)
-    compare_scs(layer, x, g, dtype, _case_id(case), pool=pool)
-    if dtype == "float64":
-        names = ("output", "d/dx", "d/dweight", "d/dp", "d/dq")
-        fused, two_step = _torch_both(layer, scs_torch.MaxAbsPool2d(*pool), x, g)
-        for name, a, b in zip(names, fused, two_step):
-            assert_close(a, b, 1e-12, f"torch fused vs two-step {name}")
-        with jax_precision("float64"):
-            fused, two_step = _jax_both(jax_twin(layer, "float64"), scs_jax.MaxAbsPool(*pool), x, g)
-        for name, a, b in zip(names, fused, two_step):
-            assert_close(a, b, 1e-12, f"JAX fused vs two-step {name}")
+    assert_fused_equals_two_step_float64(layer, pool, x, g)
 
 
 def test_pool_with_no_window_in_the_layers_output_rejected_alike(rng):

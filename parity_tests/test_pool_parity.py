@@ -23,6 +23,18 @@ import scs_jax
 import scs_torch
 
 
+def assert_routed_alike(x, g, kernel, stride, ceil_mode, dtype, label):
+    """torch and JAX pools of ``x`` for the integer upstream ``g``: its shape, bit-identical
+    values and input gradients, and every upstream entry routed somewhere."""
+    out_t, gx_t = torch_pool(x, g, kernel, stride, ceil_mode, dtype)
+    out_j, gx_j = jax_pool(x, g, kernel, stride, ceil_mode, dtype)
+    assert out_t.shape == g.shape
+    assert_identical(out_j, out_t, f"{label} output")
+    assert_identical(gx_j, gx_t, f"{label} d/dx (integer upstream gradient)")
+    # every upstream entry lands somewhere: routing loses nothing
+    assert gx_t.sum() == g.sum()
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kernel,stride,ceil_mode,h,w", CASES)
 def test_pool_outputs_and_gradients(kernel, stride, ceil_mode, h, w, dtype, rng):
@@ -37,13 +49,7 @@ def test_pool_outputs_and_gradients(kernel, stride, ceil_mode, h, w, dtype, rng)
     }
     for name, x in inputs.items():
         g_int = rng.integers(-9, 10, expected_shape).astype(np.float64)
-        out_t, gx_t = torch_pool(x, g_int, kernel, stride, ceil_mode, dtype)
-        out_j, gx_j = jax_pool(x, g_int, kernel, stride, ceil_mode, dtype)
-        assert out_t.shape == expected_shape
-        assert_identical(out_j, out_t, f"{name} {dtype} output")
-        assert_identical(gx_j, gx_t, f"{name} {dtype} d/dx (integer upstream gradient)")
-        # every upstream entry lands somewhere: routing loses nothing
-        assert gx_t.sum() == g_int.sum()
+        assert_routed_alike(x, g_int, kernel, stride, ceil_mode, dtype, f"{name} {dtype}")
 
         g = rng.standard_normal(expected_shape)
         _, gx_t = torch_pool(x, g, kernel, stride, ceil_mode, dtype)
@@ -169,9 +175,4 @@ def test_partial_windows_alike(size, kernel, stride, ceil_mode, dtype, rng):
     x = rng.integers(-2, 3, (2, 3, size, size + 1)).astype(np.float64)
     out_shape = tuple(torch.nn.MaxPool2d(kernel, stride, ceil_mode=ceil_mode)(torch.from_numpy(x)).shape)
     g = rng.integers(-9, 10, out_shape).astype(np.float64)
-    out_t, gx_t = torch_pool(x, g, kernel, stride, ceil_mode, dtype)
-    out_j, gx_j = jax_pool(x, g, kernel, stride, ceil_mode, dtype)
-    assert out_t.shape == out_shape
-    assert_identical(out_j, out_t, f"{dtype} output")
-    assert_identical(gx_j, gx_t, f"{dtype} d/dx (integer upstream gradient)")
-    assert gx_t.sum() == g.sum()
+    assert_routed_alike(x, g, kernel, stride, ceil_mode, dtype, dtype)
