@@ -39,7 +39,9 @@ def _layout(layer: nnx.Module) -> dict[str, tuple[str, tuple[int, ...] | None]]:
     """canonical name -> (NNX attribute, transpose from canonical to NNX layout)."""
     if isinstance(layer, SharpenedCosineSimilarity):
         return {"weight": ("kernel", (2, 3, 1, 0)), "p": ("p", None), "q": ("q", None)}
-    names = {"weight": ("kernel", (1, 0) if isinstance(layer, nnx.Linear) else (2, 3, 1, 0))}
+    names: dict[str, tuple[str, tuple[int, ...] | None]] = {
+        "weight": ("kernel", (1, 0) if isinstance(layer, nnx.Linear) else (2, 3, 1, 0))
+    }
     if getattr(layer, "bias", None) is not None:
         names["bias"] = ("bias", None)
     return names

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from flax import nnx, typing
+from flax import nnx
+from flax import typing as flax_typing
 from flax.nnx.nn import dtypes
 
 from . import functional as SF
@@ -81,10 +82,10 @@ class SharpenedCosineSimilarity(nnx.Module):
         padding: Padding = 0,
         feature_group_count: int = 1,
         eps: float = SF.EPS,
-        dtype: typing.Dtype | None = None,
-        param_dtype: typing.Dtype = jnp.float32,
-        precision: typing.PrecisionLike = None,
-        kernel_init: typing.Initializer = nnx.initializers.xavier_uniform(),
+        dtype: flax_typing.Dtype | None = None,
+        param_dtype: flax_typing.Dtype = jnp.float32,
+        precision: flax_typing.PrecisionLike = None,
+        kernel_init: flax_typing.Initializer = nnx.initializers.xavier_uniform(),
         rngs: nnx.Rngs,
     ) -> None:
         in_features = positive_int("in_features", in_features)

@@ -6,6 +6,8 @@ Flax NNX twins with the same parameters, initial distributions and maths.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -90,7 +92,7 @@ class SharpenedCosineSimilarity2d(nn.Module):
         self.padding = resolve_padding(padding, self.kernel_size, self.stride)
         self.groups = groups
         self.eps = eps
-        factory = {"device": device, "dtype": dtype}
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(
             torch.empty((out_channels, in_channels // groups, *self.kernel_size), **factory)
         )

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
+from typing import TypeGuard, cast
 
 __all__ = [
     "Size",
@@ -32,7 +34,7 @@ Size = int | tuple[int, int]
 Padding = int | tuple[int, int] | tuple[tuple[int, int], tuple[int, int]] | str
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -155,9 +157,10 @@ def resolve_padding(
         and len(padding) == 2
         and all(isinstance(p, (tuple, list)) for p in padding)
     ):
-        pads = (pair("padding", tuple(padding[0])), pair("padding", tuple(padding[1])))
+        top_bottom, left_right = cast("tuple[Sequence[int], Sequence[int]]", padding)
+        pads = (pair("padding", cast(Size, tuple(top_bottom))), pair("padding", cast(Size, tuple(left_right))))
     else:
-        ph, pw = pair("padding", padding)
+        ph, pw = pair("padding", cast(Size, padding))
         pads = ((ph, ph), (pw, pw))
     if min(pads[0] + pads[1]) < 0:
         raise ValueError(f"padding: expected non-negative sizes, got {padding!r}")
