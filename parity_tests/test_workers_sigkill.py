@@ -18,6 +18,11 @@ the runs are 0 .. n-1 with no gap, run i has seed 11 + i (no index or seed used
 twice), no claim or checkpoint is left, every run that a killed worker had
 claimed was completed by another (several resumed from a checkpoint), and every
 run has exactly the numbers of the same seed trained one run at a time.
+
+The JAX twin is smaller (two workers, four trials: a JAX process imports and
+compiles for seconds, so they run as real subprocesses sharing a persistent
+compilation cache): each worker is killed within 2 s after its first epoch,
+around its orbax checkpoint writes, with the same checks at the end.
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from helpers.demo_data import make_idx_dir
-from helpers.demo_runs import DATASET, VERSION, numbers
+from helpers.demo_runs import DATASET, REPO, VERSION, numbers
 from helpers.demo_server import DemoServer
 
 from demos import results_store
@@ -138,4 +145,82 @@ def test_four_workers_killed_at_random_moments(tmp_path):
     assert len(final) >= 2 * WORKERS, "the workers made too little progress between kills"
     assert taken_over and resumed, "no kill left a run for another worker to resume"
     assert [r["seed"] for r in reference] == [r["seed"] for r in final]
+    assert [numbers(r) for r in final] == [numbers(r) for r in reference]
+
+
+JAX_WORKERS = 2
+JAX_TRIALS = 4
+
+
+def start_jax_worker(argv: list[str], log: Path, env: dict) -> subprocess.Popen:
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "demos", DATASET, "jax", *argv], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+
+
+def kill_after_first_epoch(processes: list, logs: list[Path], delays: np.ndarray) -> None:
+    """SIGKILL each worker ``delay`` seconds after it printed its first epoch (JAX imports and
+    compiles for seconds first): its checkpoint writes (orbax) come right after."""
+    deadline, kill_at = time.monotonic() + 300, [None] * len(processes)
+    while any(p.returncode is None for p in processes):
+        assert time.monotonic() < deadline, "a JAX worker printed no epoch"
+        for i, process in enumerate(processes):
+            assert process.poll() is None or kill_at[i] is not None, logs[i].read_text()
+            if kill_at[i] is None and re.search(r"epoch +\d+/", logs[i].read_text()):
+                kill_at[i] = time.monotonic() + delays[i]
+            if kill_at[i] is not None and time.monotonic() >= kill_at[i] and process.poll() is None:
+                process.kill()
+                assert process.wait() == -signal.SIGKILL, logs[i].read_text()
+        time.sleep(0.01)
+
+
+def test_jax_workers_killed_around_their_checkpoint_writes(tmp_path):
+    """The same with two JAX workers over four trials (fewer: each JAX process imports and
+    compiles for seconds), each killed within 2 s after its first epoch, where its orbax
+    checkpoint writes are; then the claimed runs are finished and equal one-at-a-time runs."""
+    data = make_idx_dir(tmp_path / "data")
+    results, logs = tmp_path / "results", tmp_path / "logs"
+    logs.mkdir()
+    runs_dir = results_store.run_dir(DATASET, VERSION, "jax", results)
+    argv = [VERSION, "--epochs", "3", "--batch-size", "16", "--seed", "11", "--data-dir", str(data),
+            "--no-checksum", "--no-progress", "--results-dir", str(results)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO),
+               XLA_FLAGS="--xla_cpu_multi_thread_eigen=false --xla_backend_optimization_level=0",
+               JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    rng = np.random.default_rng(20261203)
+    saved: dict[str, bytes] = {}
+    for trial in range(JAX_TRIALS):
+        trial_logs = [logs / f"trial_{trial}_{i}.log" for i in range(JAX_WORKERS)]
+        processes = [start_jax_worker(argv, log, env) for log in trial_logs]
+        kill_after_first_epoch(processes, trial_logs, rng.uniform(0.0, 2.0, JAX_WORKERS))
+        now = run_files(runs_dir)
+        for name, content in saved.items():
+            assert now.get(name) == content, f"trial {trial}: {name} was changed or lost"
+        results_store.load_runs(DATASET, VERSION, "jax", results, strict=True)
+        saved = now
+    claimed = trained_runs(list(logs.glob("trial_*.log")))
+    claims = claims_dir(DATASET, VERSION, "jax", results)
+    for attempt in range(6):
+        if not list(claims.glob("claim_*")):
+            break
+        log = logs / f"single_{attempt}.log"
+        assert start_jax_worker([*argv, "--runs", "1"], log, env).wait() == 0, log.read_text()
+    final = results_store.load_runs(DATASET, VERSION, "jax", results, strict=True)
+    log = logs / "reference.log"
+    reference_dir = tmp_path / "one_at_a_time"
+    assert start_jax_worker([*argv[:-1], str(reference_dir), "--runs", str(len(final))], log,
+                            env).wait() == 0, log.read_text()
+    reference = results_store.load_runs(DATASET, VERSION, "jax", reference_dir)
+
+    resumed = [r for r in final if r.get("resumed")]
+    print(f"\n{JAX_TRIALS} trials x {JAX_WORKERS} JAX workers killed: {len(claimed)} runs "
+          f"claimed, {len(final)} runs in the end, {len(resumed)} resumed from a checkpoint")
+    assert [r["run_index"] for r in final] == list(range(len(final)))
+    assert [r["seed"] for r in final] == [11 + i for i in range(len(final))]
+    assert claimed <= {r["run_index"] for r in final}
+    assert not list(claims.glob("claim_*"))
+    assert [p.name for p in checkpoint_dir(DATASET, VERSION, "jax", results).iterdir()] == [".lock"]
+    assert resumed, "no kill left a checkpoint to resume"
     assert [numbers(r) for r in final] == [numbers(r) for r in reference]
