@@ -4,7 +4,7 @@ After every completed epoch but the last, the demo saves the run's state with
 the framework's own tools, next to (not inside) the results::
 
     results/<dataset>/<version>/checkpoint/<framework>/      (git-ignored)
-        run_<NNNN>_epoch_<EEEE>/      run NNNN after its epoch EEEE (1-based); normally the only entry
+        run_<NNNN>_epoch_<EEEE>/      run NNNN after its epoch EEEE (1-based); one per run in progress
             meta.json                 {"format": 1, "framework", "run_index", "epoch", "global_step",
                                        "record": the run's record so far: seed, settings (data
                                        fingerprint included), per-epoch numbers, start time...}
@@ -30,7 +30,8 @@ file in it is fsynced, then the folder is renamed to its final name (an
 atomic step) and the parent folder is fsynced; only then are older
 checkpoints deleted, each first renamed to a hidden ``.trash-*`` name. A
 process killed at any moment therefore leaves the previous checkpoint or the
-new one complete under a final name, plus perhaps hidden leftovers. The
+new one complete under a final name, plus perhaps hidden leftovers; a
+Ctrl-C during the write is held back until the checkpoint is complete. The
 checkpoints live outside ``<framework>/`` because :mod:`demos.results_store`
 reports anything but run files there as foreign.
 
@@ -101,8 +102,7 @@ class Checkpoint:
 def checkpoint_dir(dataset: str, version: str, framework: str,
                    results_dir: os.PathLike | str | None = None) -> Path:
     """``<results_dir>/<dataset>/<version>/checkpoint/<framework>`` (validated names)."""
-    runs = results_store.run_dir(dataset, version, framework, results_dir)
-    return runs.parent / "checkpoint" / framework
+    return results_store.state_dir("checkpoint", dataset, version, framework, results_dir)
 
 
 def _entry_name(run_index: int, epoch: int) -> str:

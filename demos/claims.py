@@ -17,9 +17,8 @@ NFS v3/v4, which does not reliably honour ``flock``; no lock is ever used):
 1. ``os.open(name, O_CREAT | O_EXCL)``: of several processes creating one name,
    exactly one succeeds. Every claim is such a create of a name only one worker
    can win: ``claim_NNNN_g0001`` for a new run, ``claim_NNNN_g<G+1>`` to take
-   over a free claim of generation G. (The issue's alternative, renaming the old
-   claim away before re-creating it, can rename a claim that another taker has
-   just created; a new generation's name cannot be taken twice.)
+   over a free claim of generation G. (Renaming the old claim away before
+   re-creating it could rename a claim another taker has just made.)
 2. ``os.rename(tmp, name)`` replaces ``name`` whole: the owner renews its lease by
    rewriting its own claim file (:func:`demos.atomic.replace_file`). Only the
    owner ever writes a claim file, so a renewal never overwrites another's claim.
@@ -101,8 +100,7 @@ class ClaimLost(RuntimeError):
 def claims_dir(dataset: str, version: str, framework: str,
                results_dir: os.PathLike | str | None = None) -> Path:
     """``<results_dir>/<dataset>/<version>/claims/<framework>`` (validated names)."""
-    runs = results_store.run_dir(dataset, version, framework, results_dir)
-    return runs.parent / "claims" / framework
+    return results_store.state_dir("claims", dataset, version, framework, results_dir)
 
 
 def _claim_name(run_index: int, generation: int) -> str:
@@ -126,16 +124,18 @@ class _Seen:
             return "expired" if now - self.mtime > 2 * default_lease else "live"
         if data.get("released"):
             return "released"
-        if data.get("machine") == machine_id():
-            pid = data.get("pid")
+        pid = data.get("pid")
+        if data.get("machine") == machine_id() and isinstance(pid, int):
             mine = pid == os.getpid()
             if (mine and data.get("token") not in _LIVE_TOKENS) or (
-                    not mine and not process_alive(int(pid), data.get("pid_start"))):
+                    not mine and not process_alive(pid, data.get("pid_start"))):
                 return "dead"
-        lease = float(data.get("lease_seconds") or default_lease)
-        if now - float(data.get("renewed_unix") or 0.0) > 2 * lease:
-            return "expired"
-        return "live"
+        try:
+            lease = float(data.get("lease_seconds") or default_lease)
+            renewed = float(data.get("renewed_unix") or 0.0)
+        except (TypeError, ValueError):  # not written by this code: judge by the file's age
+            lease, renewed = default_lease, self.mtime
+        return "expired" if now - renewed > 2 * lease else "live"
 
     def owner(self) -> str:
         data = self.data or {}

@@ -86,13 +86,18 @@ def finish_claimed_runs(server: DemoServer, argv: list[str], logs: Path) -> None
     raise AssertionError(f"claims left: {sorted(p.name for p in claims.iterdir())}")
 
 
-def test_four_workers_killed_at_random_moments(tmp_path):
+def folders(tmp_path: Path, framework: str, epochs: int) -> tuple[Path, Path, Path, list[str]]:
+    """Generated data; the results, logs and run folders; the workers' demo arguments."""
     data = make_idx_dir(tmp_path / "data")
     results, logs = tmp_path / "results", tmp_path / "logs"
     logs.mkdir()
-    runs_dir = results_store.run_dir(DATASET, VERSION, "torch", results)
-    argv = [VERSION, "--epochs", "2", "--batch-size", "16", "--seed", "11", "--data-dir", str(data),
-            "--no-checksum", "--no-progress", "--results-dir", str(results)]
+    argv = [VERSION, "--epochs", str(epochs), "--batch-size", "16", "--seed", "11", "--data-dir",
+            str(data), "--no-checksum", "--no-progress", "--results-dir", str(results)]
+    return results, logs, results_store.run_dir(DATASET, VERSION, framework, results), argv
+
+
+def test_four_workers_killed_at_random_moments(tmp_path):
+    results, logs, runs_dir, argv = folders(tmp_path, "torch", epochs=2)
     rng = np.random.default_rng(20261202)
     server = DemoServer(exclusive=tmp_path / "exclusive")
     saved: dict[str, bytes] = {}
@@ -178,12 +183,7 @@ def test_jax_workers_killed_around_their_checkpoint_writes(tmp_path):
     """The same with two JAX workers over four trials (fewer: each JAX process imports and
     compiles for seconds), each killed within 2 s after its first epoch, where its orbax
     checkpoint writes are; then the claimed runs are finished and equal one-at-a-time runs."""
-    data = make_idx_dir(tmp_path / "data")
-    results, logs = tmp_path / "results", tmp_path / "logs"
-    logs.mkdir()
-    runs_dir = results_store.run_dir(DATASET, VERSION, "jax", results)
-    argv = [VERSION, "--epochs", "3", "--batch-size", "16", "--seed", "11", "--data-dir", str(data),
-            "--no-checksum", "--no-progress", "--results-dir", str(results)]
+    results, logs, runs_dir, argv = folders(tmp_path, "jax", epochs=3)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO),
                XLA_FLAGS="--xla_cpu_multi_thread_eigen=false --xla_backend_optimization_level=0",
                JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"),
