@@ -10,6 +10,7 @@ they are pinned to full precision here so the suite means the same on GPU.
 from __future__ import annotations
 
 import os
+import signal
 import zlib
 
 # XLA compiles every new shape; on the 2-core CI machine that is most of the
@@ -39,6 +40,13 @@ torch.backends.cudnn.allow_tf32 = False
 torch.set_num_threads(1)
 
 hypothesis_profiles.load(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# A shell starts background jobs (`pytest ... &`, some CI runners) with SIGINT
+# ignored, and Python then leaves it ignored: the tests that press Ctrl-C (in
+# this process, or in demos started from it, which inherit it) would see
+# nothing happen. Give the suite a terminal's Ctrl-C.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
