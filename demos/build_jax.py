@@ -23,7 +23,7 @@ from . import architectures as A
 
 __all__ = [
     "build_jax_model", "parameter_layers", "PoolFusingSequential", "FlattenChannelsFirst", "MaxPool",
-    "torch_default_init",
+    "Scale", "Residual", "torch_default_init",
 ]
 
 
@@ -84,6 +84,31 @@ class MaxPool(nnx.Module):
         return nnx.max_pool(x, (k, k), (s, s), ((0, pads[0]), (0, pads[1])))
 
 
+class Scale(nnx.Module):
+    """``alpha * x`` with one learned scalar ``alpha`` (``weight``, shape ``(1,)``).
+
+    The twin of ``build_torch.Scale``; spec :class:`demos.architectures.Scale`.
+    """
+
+    def __init__(self, init: float, *, param_dtype=jnp.float32):
+        self.weight = nnx.Param(jnp.full((1,), init, param_dtype))
+
+    def __call__(self, x):
+        return self.weight[...] * x
+
+
+class Residual(nnx.Module):
+    """``body(x) + shortcut(x)``, each branch a :class:`PoolFusingSequential` (an empty
+    shortcut is the identity). The twin of ``build_torch.Residual``; spec
+    :class:`demos.architectures.Residual`."""
+
+    def __init__(self, body: nnx.Sequential, shortcut: nnx.Sequential):
+        self.body, self.shortcut = body, shortcut
+
+    def __call__(self, x):
+        return self.body(x) + self.shortcut(x)
+
+
 def _build_layer(spec, param_dtype, rngs: nnx.Rngs):
     if isinstance(spec, A.SCS):
         return SharpenedCosineSimilarity(
@@ -109,6 +134,11 @@ def _build_layer(spec, param_dtype, rngs: nnx.Rngs):
             spec.in_features, spec.out_features, kernel_init=init, bias_init=init,
             param_dtype=param_dtype, rngs=rngs,
         )
+    if isinstance(spec, A.Scale):
+        return Scale(spec.init, param_dtype=param_dtype)
+    if isinstance(spec, A.Residual):
+        return Residual(_build_chain(spec.body, param_dtype, rngs),
+                        _build_chain(spec.shortcut, param_dtype, rngs))
     raise TypeError(f"spec: unknown layer spec {spec!r}")
 
 
@@ -116,12 +146,20 @@ def build_jax_model(
     architecture: A.Architecture, *, rngs: nnx.Rngs, param_dtype=jnp.float32
 ) -> PoolFusingSequential:
     """The architecture as a :class:`PoolFusingSequential`: input ``(N, H, W, C)`` -> logits ``(N, classes)``."""
-    return PoolFusingSequential(*(_build_layer(spec, param_dtype, rngs) for spec in architecture.layers))
+    return _build_chain(architecture.layers, param_dtype, rngs)
+
+
+def _build_chain(specs: tuple, param_dtype, rngs: nnx.Rngs) -> PoolFusingSequential:
+    return PoolFusingSequential(*(_build_layer(spec, param_dtype, rngs) for spec in specs))
 
 
 def parameter_layers(model: nnx.Sequential) -> list:
-    """The layers that hold parameters, in order (pairs with ``build_torch.parameter_layers``)."""
-    return [
-        layer for layer in model.layers
-        if isinstance(layer, (SharpenedCosineSimilarity, nnx.Linear, nnx.Conv))
-    ]
+    """The layers that hold parameters, in order, inside blocks too: a :class:`Residual`'s
+    body, then its shortcut (pairs with ``build_torch.parameter_layers``)."""
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, Residual):
+            layers += parameter_layers(layer.body) + parameter_layers(layer.shortcut)
+        elif isinstance(layer, (SharpenedCosineSimilarity, nnx.Linear, nnx.Conv, Scale)):
+            layers.append(layer)
+    return layers

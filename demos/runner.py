@@ -52,7 +52,7 @@ from .cli import parse_args
 from .data import DataUnavailableError, ImageDataset
 from .data.tfds_idx import silence_progress_bars
 from .optim import OneCycle
-from .recipe import augmentation, data_fingerprint, run_settings
+from .recipe import augmentation, data_fingerprint, run_arch, run_settings
 from .records import SCHEMA_VERSION
 from .resume import next_run_index, pending_run
 from .stats import summarize
@@ -87,6 +87,7 @@ def main(dataset: str, framework: str, argv=None, *, prog: str | None = None) ->
     """
     args = parse_args(dataset, framework, argv, prog=prog)
     demo = registry.get(dataset)
+    print(f"{dataset} --arch {args.arch}: {args.parameters:,} parameters", flush=True)
     try:
         _report_earlier_runs(dataset, framework, args)
         data = _load_data(demo, args)
@@ -110,9 +111,16 @@ def main(dataset: str, framework: str, argv=None, *, prog: str | None = None) ->
 
 
 def _report_earlier_runs(dataset: str, framework: str, args: argparse.Namespace) -> None:
-    """Refuses a damaged results folder before any training; names the runs appended to."""
+    """Refuses a damaged results folder, or one of runs of another ``--arch``, before any
+    training; names the runs appended to."""
     results_store.check_appendable(dataset, args.version, framework, args.results_dir)
     previous = results_store.load_runs(dataset, args.version, framework, args.results_dir)
+    others = sorted({run_arch(r) for r in previous} - {args.arch})
+    if others:
+        raise _CommandError(
+            f"{results_store.run_dir(dataset, args.version, framework, args.results_dir)} holds "
+            f"runs of --arch {', '.join(others)}, not {args.arch}: a version keeps one "
+            "network; choose another version for this one")
     if previous:
         summary = summarize(previous)[(dataset, framework)]
         print(f"{len(previous)} earlier {framework} run(s) of {dataset} {args.version}: "
@@ -161,7 +169,7 @@ def _train_runs(demo: registry.Demo, framework: str, data: ImageDataset, args: a
             else:
                 run_index = next_run_index(demo.name, framework, args, checkpoints)
             try:
-                record = train_run(framework, demo.architecture, data, args, run_index,
+                record = train_run(framework, demo.entry(args.arch).architecture, data, args, run_index,
                                    not args.no_progress, checkpoints=checkpoints, resume=resume,
                                    data_sha256=data_sha256)
             except NonFiniteLossError as error:
