@@ -10,11 +10,10 @@ between the builds both ways.
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import pytest
 import torch
-from helpers.networks import BATCH, build_pair, check_network, well_posed_batch
+from helpers.networks import BATCH, build_pair, check_network, check_parameter_count, well_posed_batch
 from helpers.parity import DTYPES, P_PARAM_RANGE, jax_precision
 from flax import nnx
 
@@ -91,15 +90,7 @@ COUNTS = {"gallery_2764": 2_764, "compact_1950": 1_950, "gallery_25214": 24_974,
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=_ids)
 def test_gallery_parameter_count(entry):
-    architecture = entry.architecture
-    count = COUNTS[entry.name]
-    torch_model = build_torch_model(architecture)
-    jax_model = build_jax_model(architecture, rngs=nnx.Rngs(0))
-    assert architecture.parameter_count() == count
-    assert sum(p.numel() for p in torch_model.parameters()) == count
-    assert sum(leaf.size for leaf in jax.tree_util.tree_leaves(nnx.state(jax_model, nnx.Param))) == count
-    # and nothing besides parameters lives in the JAX state
-    assert sum(leaf.size for leaf in jax.tree_util.tree_leaves(nnx.state(jax_model))) == count
+    check_parameter_count(entry.architecture, COUNTS[entry.name])
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=_ids)

@@ -7,16 +7,12 @@ torch draws the weights (p and q moved off their initial values), then
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import pytest
-from helpers.networks import BATCH, check_network, well_posed_batch
+from helpers.networks import BATCH, check_network, check_parameter_count, well_posed_batch
 from helpers.parity import DTYPES
-from flax import nnx
 
 from demos.architectures import CIFAR10, FASHION_MNIST
-from demos.build_jax import build_jax_model
-from demos.build_torch import build_torch_model
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -44,10 +40,4 @@ def test_network_zero_images(architecture, dtype, rng):
 # + 24->48 (10368+48+1) + Linear (7680+10) = 22,037.
 @pytest.mark.parametrize("architecture,count", [(FASHION_MNIST, 11_021), (CIFAR10, 22_037)], ids=["fashion_mnist", "cifar10"])
 def test_parameter_count(architecture, count):
-    torch_model = build_torch_model(architecture)
-    jax_model = build_jax_model(architecture, rngs=nnx.Rngs(0))
-    assert architecture.parameter_count() == count
-    assert sum(p.numel() for p in torch_model.parameters()) == count
-    assert sum(leaf.size for leaf in jax.tree_util.tree_leaves(nnx.state(jax_model, nnx.Param))) == count
-    # and nothing besides parameters lives in the JAX state
-    assert sum(leaf.size for leaf in jax.tree_util.tree_leaves(nnx.state(jax_model))) == count
+    check_parameter_count(architecture, count)

@@ -41,8 +41,8 @@ from .parity import (
 )
 
 __all__ = ["BATCH", "POOL_MARGIN", "SCALE_RANGE", "build_pair", "torch_loss_and_grads",
-           "jax_loss_and_grads", "check_network", "random_batch", "pooling_is_stable",
-           "well_posed_batch"]
+           "jax_loss_and_grads", "check_network", "check_parameter_count", "random_batch",
+           "pooling_is_stable", "well_posed_batch"]
 
 BATCH = 6
 
@@ -212,6 +212,17 @@ def _check_gain_float32(actual, expected, truth, term_magnitudes, tol, what):
         error = float(np.max(np.abs(to_numpy(actual) - to_numpy(other)))) / scale
         assert error <= tol, (f"{what}: JAX vs {name}: |difference| / Σ|terms| = {error:.3e} > "
                               f"{tol:.0e} (Σ|terms| = {scale:.3e})")
+
+
+def check_parameter_count(architecture, count: int) -> None:
+    """The spec's count, torch's parameters and JAX's state all hold ``count`` scalars (and
+    nothing besides parameters lives in the JAX state)."""
+    torch_model = build_torch_model(architecture)
+    jax_model = build_jax_model(architecture, rngs=nnx.Rngs(0))
+    assert architecture.parameter_count() == count
+    assert sum(p.numel() for p in torch_model.parameters()) == count
+    assert sum(leaf.size for leaf in jax.tree_util.tree_leaves(nnx.state(jax_model, nnx.Param))) == count
+    assert sum(leaf.size for leaf in jax.tree_util.tree_leaves(nnx.state(jax_model))) == count
 
 
 def random_batch(architecture, rng):
