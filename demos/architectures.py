@@ -27,6 +27,7 @@ __all__ = [
     "Flatten",
     "Linear",
     "Scale",
+    "check_scale_arrays",
     "Residual",
     "Architecture",
     "spec_parameter_count",
@@ -105,6 +106,14 @@ class Scale:
     """
 
     init: float = 10.0
+
+
+def check_scale_arrays(layer, arrays: dict, shape: tuple) -> None:
+    """Raise ``ValueError`` unless ``arrays`` is ``{"weight": array of shape}``, the numpy form
+    of a built :class:`Scale` ``layer`` (either framework's)."""
+    got = {k: tuple(getattr(v, "shape", ())) for k, v in arrays.items()}
+    if got != {"weight": shape}:
+        raise ValueError(f"arrays: expected {{'weight': {shape}}} for {type(layer).__name__}, got {got}")
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from scs_jax import MaxAbsPool, SharpenedCosineSimilarity
+from scs_jax import convert as jax_convert
 from scs_jax import functional as SF
 
 from . import architectures as A
 
 __all__ = [
-    "build_jax_model", "parameter_layers", "PoolFusingSequential", "FlattenChannelsFirst", "MaxPool",
+    "build_jax_model", "parameter_layers", "layer_to_numpy", "layer_from_numpy",
+    "canonical_parameters", "PoolFusingSequential", "FlattenChannelsFirst", "MaxPool",
     "Scale", "Residual", "torch_default_init",
 ]
 
@@ -163,3 +166,30 @@ def parameter_layers(model: nnx.Sequential) -> list:
         elif isinstance(layer, (SharpenedCosineSimilarity, nnx.Linear, nnx.Conv, Scale)):
             layers.append(layer)
     return layers
+
+
+def layer_to_numpy(layer) -> dict[str, np.ndarray]:
+    """``scs_jax.convert.to_numpy``, and the demos' own :class:`Scale` (``{"weight": (1,)}``)."""
+    if isinstance(layer, Scale):
+        return {"weight": np.array(layer.weight[...])}
+    return jax_convert.to_numpy(layer)
+
+
+def layer_from_numpy(layer, arrays: dict) -> None:
+    """``scs_jax.convert.from_numpy`` (in place), and the demos' own :class:`Scale`.
+
+    Raises:
+        ValueError: ``arrays`` do not hold the layer's tensors with its shapes.
+    """
+    if isinstance(layer, Scale):
+        A.check_scale_arrays(layer, arrays, tuple(layer.weight[...].shape))
+        layer.weight[...] = jnp.asarray(arrays["weight"], layer.weight[...].dtype)
+    else:
+        jax_convert.from_numpy(layer, arrays)
+
+
+def canonical_parameters(model: nnx.Sequential) -> dict[str, np.ndarray]:
+    """``model``'s parameters as canonical numpy, ``{"<i>.<name>": array}``: the ``i``-th of
+    :func:`parameter_layers` and the converters' name, in torch's layout."""
+    return {f"{i}.{name}": value for i, layer in enumerate(parameter_layers(model))
+            for name, value in layer_to_numpy(layer).items()}

@@ -5,14 +5,17 @@ The twin of :mod:`demos.build_jax`. Never imports JAX.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from scs_torch import MaxAbsPool2d, SharpenedCosineSimilarity2d
+from scs_torch import convert as torch_convert
 
 from . import architectures as A
 
-__all__ = ["build_torch_model", "parameter_layers", "PoolFusingSequential", "Scale", "Residual"]
+__all__ = ["build_torch_model", "parameter_layers", "layer_to_numpy", "layer_from_numpy",
+           "canonical_parameters", "PoolFusingSequential", "Scale", "Residual"]
 
 
 class PoolFusingSequential(nn.Sequential):
@@ -118,3 +121,31 @@ def parameter_layers(model: nn.Sequential) -> list[nn.Module]:
         elif any(True for _ in layer.parameters()):
             layers.append(layer)
     return layers
+
+
+def layer_to_numpy(layer: nn.Module) -> dict[str, np.ndarray]:
+    """``scs_torch.convert.to_numpy``, and the demos' own :class:`Scale` (``{"weight": (1,)}``)."""
+    if isinstance(layer, Scale):
+        return {"weight": layer.weight.detach().cpu().numpy().copy()}
+    return torch_convert.to_numpy(layer)
+
+
+def layer_from_numpy(layer: nn.Module, arrays: dict) -> None:
+    """``scs_torch.convert.from_numpy`` (in place), and the demos' own :class:`Scale`.
+
+    Raises:
+        ValueError: ``arrays`` do not hold the layer's tensors with its shapes.
+    """
+    if isinstance(layer, Scale):
+        A.check_scale_arrays(layer, arrays, tuple(layer.weight.shape))
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(np.asarray(arrays["weight"])))
+    else:
+        torch_convert.from_numpy(layer, arrays)
+
+
+def canonical_parameters(model: nn.Sequential) -> dict[str, np.ndarray]:
+    """``model``'s parameters as canonical numpy, ``{"<i>.<name>": array}``: the ``i``-th of
+    :func:`parameter_layers` and the converters' name, in torch's layout."""
+    return {f"{i}.{name}": value for i, layer in enumerate(parameter_layers(model))
+            for name, value in layer_to_numpy(layer).items()}

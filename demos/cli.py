@@ -13,11 +13,13 @@ import argparse
 import math
 
 from . import registry, trainers
+from .claims import DEFAULT_LEASE_SECONDS
 from .recipe import Recipe
 from .records import validate_version
 
 __all__ = ["MAX_SEED", "MAX_LEARNING_RATE", "positive_int", "non_negative_int", "seed",
-           "positive_float", "learning_rate", "label_smoothing", "version", "parse_args"]
+           "positive_float", "learning_rate", "label_smoothing", "lease_seconds", "version",
+           "parse_args"]
 
 #: Seeds stay below 2**62 so that seed + run index fits every RNG's seed type
 #: (torch.manual_seed and JAX's keys take 64-bit integers).
@@ -71,6 +73,13 @@ def label_smoothing(text: str) -> float:
     return value
 
 
+def lease_seconds(text: str) -> float:
+    value = positive_float(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 second, got {text!r}")
+    return value
+
+
 def version(text: str) -> str:
     try:
         return validate_version(text)
@@ -116,6 +125,11 @@ def parse_args(dataset: str, framework: str, argv=None, *, prog: str | None = No
     _add_run_arguments(parser, entry.recipe)
     _add_input_output_arguments(parser)
     _add_augmentation_arguments(parser, entry.recipe)
+    _add_worker_arguments(parser)
+    parser.add_argument("--init-from", choices=trainers.FRAMEWORKS, default=framework,
+                        help="draw each run's initial parameters as this framework's demo does for "
+                             "the same seed and start from them (another framework: a paired "
+                             "comparison, compare_frameworks.py --paired; default: %(default)s)")
     trainers.trainer_class(framework).add_arguments(parser)
     args = parser.parse_args(argv)
     if args.no_checksum and args.data_dir is None:
@@ -187,3 +201,17 @@ def _add_augmentation_arguments(parser: argparse.ArgumentParser, recipe: Recipe)
                         help="augment the training images: mirror each one left to right with "
                              "probability 0.5, drawn per image and epoch from the run's seed, "
                              f"the same in torch and JAX (default: {on_off[recipe.hflip]})")
+
+
+def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=positive_int, default=1,
+                        help="start this many demo processes on this version and framework, the "
+                             "cores divided among them, --runs shared out; each claims its own "
+                             "runs (demos/claims.py), so any number of demos, on this machine or "
+                             "others sharing the results folder, may train one version at once "
+                             "(default: %(default)s)")
+    parser.add_argument("--lease-seconds", type=lease_seconds, default=DEFAULT_LEASE_SECONDS,
+                        help="this demo renews its claim on the run it trains every quarter of "
+                             "this; a claim not renewed for twice this (a demo killed on another "
+                             "machine) is taken over by the next demo that looks (default: "
+                             "%(default)s)")

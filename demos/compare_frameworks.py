@@ -5,6 +5,7 @@ Usage (from the repository root or anywhere else)::
 
     python demos/compare_frameworks.py v1               # report on the runs saved so far
     python demos/compare_frameworks.py v1 --train 5     # first complete 5 runs per framework
+    python demos/compare_frameworks.py v3p --paired --train 20   # 20 seeds, JAX from torch's weights
     python demos/compare_frameworks.py --help
 
 The runs are the demos' own: ``results/<dataset>/<version>/{torch,jax}/run_NNNN.json``
@@ -19,8 +20,19 @@ The report gives, per framework, the number of runs, their seeds and final
 test errors, the mean final test error ± its standard error (and the
 standard deviation); the difference of the means (torch − JAX) with the
 combined standard error ``sqrt(se_torch² + se_jax²)``; Welch's t-test
-(``scipy.stats.ttest_ind(equal_var=False)``) and whether the two means lie
-within two combined standard errors of each other. Every run compared must
+(``scipy.stats.ttest_ind(equal_var=False)``), the 90 % confidence interval of
+the difference, the equivalence test within ``±--margin`` points (two
+one-sided Welch tests; default 0.25), the runs per framework such a test
+would need, and whether the two means lie within two combined standard
+errors of each other; plus ``error_distributions.png`` beside the report.
+Each framework's runs must start from their own framework's initialisation.
+
+``--paired`` compares pairs instead (:mod:`demos.paired_comparison`): per
+seed, a torch run and a JAX run started from the torch run's initial
+parameters (``--init-from torch``) on the same batches; the per-seed
+differences, their mean with a 95 % interval and the equivalence test within
+``±--margin`` (default 0.1), in ``comparison_paired.txt`` and
+``paired_differences.png``; exit status 0 when equivalence is shown. Every run compared must
 have the same settings (epochs, batch size, max_lr, schedule, dataset sizes,
 dtype); anything else is refused, naming the runs. The report is printed and
 written, atomically, to ``results/<dataset>/<version>/comparison.txt``.
@@ -50,14 +62,31 @@ from demos.recipe import (  # noqa: E402
     COMPARED_SETTINGS,
     COMPARISON,
     COMPARISON_RUNS,
-    SETTINGS_BEFORE_THEY_EXISTED,
 )
-from demos.stats import format_number, summarize, two_se_check, welch  # noqa: E402
+from demos.paired_comparison import (  # noqa: E402
+    PAIRED_MARGIN,
+    PairingError,
+    compare_paired,
+    format_paired_report,
+)
+from demos.recipe import saved_setting  # noqa: E402
+from demos.stats import (  # noqa: E402
+    equivalence_runs,
+    equivalence_welch,
+    format_number,
+    summarize,
+    two_se_check,
+    welch,
+    welch_interval,
+)
 from demos.trainers import FRAMEWORKS  # noqa: E402
 
 __all__ = ["parse_args", "compare", "format_report", "write_report", "main"]
 
 REPORT_NAME = "comparison.txt"
+PAIRED_REPORT_NAME = "comparison_paired.txt"
+#: The equivalence margin of the unpaired design, in percentage points of test error.
+UNPAIRED_MARGIN = 0.25
 
 
 class ComparisonError(RuntimeError):
@@ -98,8 +127,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="results root (default: the repository's results/)")
     parser.add_argument("--no-progress", action="store_true", help="hide the demos' progress bars")
     parser.add_argument("--no-write", action="store_true",
-                        help="print the report without writing comparison.txt")
-    return parser.parse_args(argv)
+                        help="print the report without writing it (and the plot)")
+    parser.add_argument("--paired", action="store_true",
+                        help="compare per seed: the JAX runs start from the torch runs' initial "
+                             "parameters (trained so with --train); report in comparison_paired.txt")
+    parser.add_argument("--margin", type=cli.positive_float, default=None,
+                        help="equivalence margin in percentage points (default: "
+                             f"{PAIRED_MARGIN} paired, {UNPAIRED_MARGIN} unpaired)")
+    args = parser.parse_args(argv)
+    if args.margin is None:
+        args.margin = PAIRED_MARGIN if args.paired else UNPAIRED_MARGIN
+    return args
 
 
 # ----------------------------------------------------------------- training
@@ -134,6 +172,8 @@ def train_missing(args, train_demo=None) -> None:
             argv += ["--device", args.device]
         if args.no_progress:
             argv.append("--no-progress")
+        if getattr(args, "paired", False) and framework != "torch":
+            argv += ["--init-from", "torch"]  # the partner of the torch run of its seed
         status = train_demo(args.dataset, framework, argv)
         now = len(rs.load_runs(args.dataset, args.version, framework, args.results_dir))
         if status != 0 or now < args.train:
@@ -147,20 +187,44 @@ def train_missing(args, train_demo=None) -> None:
 
 
 def _settings_key(record: dict) -> tuple:
-    settings = {**SETTINGS_BEFORE_THEY_EXISTED, **record["settings"]}
-    return tuple((k, settings.get(k)) for k in COMPARED_SETTINGS)
+    return tuple((k, saved_setting(record, k)) for k in COMPARED_SETTINGS)
+
+
+def _check_settings(runs: list[dict]) -> None:
+    """Refuses runs that do not share :data:`demos.recipe.COMPARED_SETTINGS`, naming them."""
+    groups: dict[tuple, list[str]] = {}
+    for record in runs:
+        groups.setdefault(_settings_key(record), []).append(_describe_run(record))
+    if len(groups) > 1:
+        lines = [", ".join(f"{k}={v!r}" for k, v in key) + ":\n    " + " ".join(names)
+                 for key, names in groups.items()]
+        raise ComparisonError(
+            "the runs do not share their settings, so their final errors are not comparable:\n  "
+            + "\n  ".join(lines) + "\nMove the odd runs to another version, or compare another version.")
+
+
+def _check_own_initialisation(runs: list[dict]) -> None:
+    """The unpaired design: each run started from its own framework's initial parameters."""
+    for record in runs:
+        init = saved_setting(record, "init_from")
+        if init != record["framework"]:
+            raise ComparisonError(
+                f"{_describe_run(record)} started from {init}'s initial parameters: compare such "
+                "runs with --paired, or keep them in another version")
 
 
 def _describe_run(record: dict) -> str:
     return f"{record['framework']}/run_{record['run_index']:04d}"
 
 
-def compare(runs: list[dict]) -> dict:
+def compare(runs: list[dict], margin: float = UNPAIRED_MARGIN) -> dict:
     """Statistics of the final test errors of both frameworks' runs (one dataset and version).
 
     Returns:
         ``{"stats": {framework: summarize stats}, "settings": {...}, "difference": torch − JAX
-        mean, "combined_stderr", "within_two_se", "welch_t", "welch_p", "welch_df"}``.
+        mean, "combined_stderr", "within_two_se", "welch_t", "welch_p", "welch_df",
+        "interval": 90 % interval of the difference, "margin", "equivalence_p": TOST within
+        ±margin, "pooled_std", "runs_for_equivalence": runs per framework for that test}``.
 
     Raises:
         ComparisonError: a framework has fewer than two runs, the runs do not share
@@ -173,15 +237,8 @@ def compare(runs: list[dict]) -> dict:
             "need at least 2 runs per framework to estimate a standard error, found "
             + ", ".join(f"{fw}: {n}" for fw, n in counts.items())
             + f"; add runs with --train N (N >= {COMPARISON_RUNS} recommended)")
-    groups: dict[tuple, list[str]] = {}
-    for record in runs:
-        groups.setdefault(_settings_key(record), []).append(_describe_run(record))
-    if len(groups) > 1:
-        lines = [", ".join(f"{k}={v!r}" for k, v in key) + ":\n    " + " ".join(names)
-                 for key, names in groups.items()]
-        raise ComparisonError(
-            "the runs do not share their settings, so their final errors are not comparable:\n  "
-            + "\n  ".join(lines) + "\nMove the odd runs to another version, or compare another version.")
+    _check_settings(runs)
+    _check_own_initialisation(runs)
     for record in runs:
         final = record["epochs"][-1]["test_error"]
         if not math.isfinite(final):
@@ -193,6 +250,8 @@ def compare(runs: list[dict]) -> dict:
     a, b = (stats[fw] for fw in FRAMEWORKS)
     difference, combined, within = two_se_check(a, b)
     test = welch(a["final_errors"], b["final_errors"])
+    pooled_std = math.sqrt(((a["n"] - 1) * a["std"] ** 2 + (b["n"] - 1) * b["std"] ** 2)
+                           / (a["n"] + b["n"] - 2))
     return {
         "stats": stats,
         "settings": dict(_settings_key(runs[0])),
@@ -202,6 +261,11 @@ def compare(runs: list[dict]) -> dict:
         "welch_t": test.t,
         "welch_p": test.p,
         "welch_df": test.df,
+        "interval": welch_interval(a["final_errors"], b["final_errors"], 0.9),
+        "margin": margin,
+        "equivalence_p": equivalence_welch(a["final_errors"], b["final_errors"], margin),
+        "pooled_std": pooled_std,
+        "runs_for_equivalence": equivalence_runs(pooled_std, margin) if pooled_std > 0 else 2,
     }
 
 
@@ -255,6 +319,15 @@ def format_report(dataset: str, version: str, result: dict, runs: list[dict]) ->
     note = " (undefined: no spread in the final errors)" if math.isnan(p) else ""
     lines.append(f"Welch's t-test: t = {format_number(result['welch_t'])}, "
                  f"df = {format_number(result['welch_df'], 2)}, p = {p:.4g}{note}")
+    interval = result["interval"]
+    lines.append(f"90 % confidence interval of the difference (Welch): "
+                 f"[{interval.low:+.3f}, {interval.high:+.3f}]")
+    margin, p_eq = result["margin"], result["equivalence_p"]
+    lines.append(f"equivalence within ±{margin} points (two one-sided Welch tests): p = {p_eq:.4g}: "
+                 + ("shown at the 5 % level" if p_eq < 0.05 else "not shown at the 5 % level"))
+    lines.append(f"runs per framework an equivalence test within ±{margin} points needs (80 % power, "
+                 f"equal means, standard deviation {result['pooled_std']:.3f}): "
+                 f"{result['runs_for_equivalence']}")
     if result["within_two_se"]:
         lines.append(f"check: |difference| = {abs(diff):.3f} <= 2 x combined standard error = "
                      f"{2 * se:.3f}: the means agree within two standard errors")
@@ -264,18 +337,50 @@ def format_report(dataset: str, version: str, result: dict, runs: list[dict]) ->
     return "\n".join(lines) + "\n"
 
 
-def write_report(text: str, dataset: str, version: str, results_dir=None) -> Path:
-    """Write ``text`` to ``<results>/<dataset>/<version>/comparison.txt`` atomically.
+def _version_dir(dataset: str, version: str, results_dir=None) -> Path:
+    return Path(rs.RESULTS_DIR if results_dir is None else results_dir) / dataset / version
+
+
+def write_report(text: str, dataset: str, version: str, results_dir=None, name: str = REPORT_NAME) -> Path:
+    """Write ``text`` to ``<results>/<dataset>/<version>/<name>`` atomically.
 
     A temp file in the same folder is written, flushed and fsynced, then
     renamed over the report (``os.replace``): readers see the old report or
     the new one, never a partial file.
     """
-    folder = Path(rs.RESULTS_DIR if results_dir is None else results_dir) / dataset / version
+    folder = _version_dir(dataset, version, results_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / REPORT_NAME
+    target = folder / name
     atomic.replace_file(target, text.encode("utf-8"))
     return target
+
+
+def _unpaired(args, runs: list[dict]) -> tuple[str, int]:
+    """The unpaired report, its exit status and the plot to draw (Welch, two-SE check)."""
+    from demos.comparison_plots import plot_error_distributions
+
+    result = compare(runs, args.margin)
+    text = format_report(args.dataset, args.version, result, runs)
+    if not args.no_write:
+        errors = {fw: result["stats"][fw]["final_errors"] for fw in FRAMEWORKS}
+        plot = _version_dir(args.dataset, args.version, args.results_dir) / "error_distributions.png"
+        plot_error_distributions(errors, f"{args.dataset} / {args.version}: final test error per run", plot)
+    return text, 0 if result["within_two_se"] else 1
+
+
+def _paired(args, runs: list[dict]) -> tuple[str, int]:
+    """The paired report and its exit status (0 when equivalence within the margin is shown)."""
+    from demos.comparison_plots import plot_paired_differences
+
+    _check_settings(runs)
+    comparison = compare_paired(runs, args.margin)
+    settings = "settings: " + ", ".join(f"{k}={v}" for k, v in _settings_key(runs[0]))
+    text = format_paired_report(args.dataset, args.version, comparison, settings)
+    if not args.no_write:
+        plot = _version_dir(args.dataset, args.version, args.results_dir) / "paired_differences.png"
+        plot_paired_differences(comparison["result"], comparison["seeds"],
+                                f"{args.dataset} / {args.version}: JAX − torch per seed", plot)
+    return text, 0 if comparison["result"].equivalence_p < 0.05 else 1
 
 
 def main(argv=None, *, train_demo=None) -> int:
@@ -285,16 +390,16 @@ def main(argv=None, *, train_demo=None) -> int:
         if args.train is not None:
             train_missing(args, train_demo)
         runs = rs.load_runs(args.dataset, args.version, None, args.results_dir)
-        result = compare(runs)
-    except (rs.ResultsError, ComparisonError) as error:
+        text, status = (_paired if args.paired else _unpaired)(args, runs)
+    except (rs.ResultsError, ComparisonError, PairingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    text = format_report(args.dataset, args.version, result, runs)
     print(text, end="")
     if not args.no_write:
-        path = write_report(text, args.dataset, args.version, args.results_dir)
+        name = PAIRED_REPORT_NAME if args.paired else REPORT_NAME
+        path = write_report(text, args.dataset, args.version, args.results_dir, name)
         print(f"written to {path}")
-    return 0 if result["within_two_se"] else 1
+    return status
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 from . import atomic, registry
 from .trainers import FRAMEWORKS
 
-__all__ = ["make_plots"]
+__all__ = ["make_plots", "save_figure"]
 
 _STYLES = ["-", "--", ":", "-."]
 
@@ -100,7 +100,7 @@ def make_plots(runs: list[dict], versions: list[str], plot_dir: Path) -> tuple[P
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper right", fontsize="small")
         fig.tight_layout()
-        _save_figure(fig, path)
+        save_figure(fig, path)
         plt.close(fig)
     return paths
 
@@ -143,7 +143,7 @@ def _zoom(ax, runs: list[dict], series: _Series, window: list[float]) -> None:
     ax.set_title(f"{series.title()}: test error, last epochs (dashed: mean final error)")
 
 
-def _save_figure(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     """Write a figure as PNG via a temp file + rename (never half-written)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     png = io.BytesIO()

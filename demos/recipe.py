@@ -32,7 +32,8 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only
     from .data import ImageDataset
 
 __all__ = ["Recipe", "REFERENCE", "COMPARISON", "COMPARISON_RUNS", "RUN_SETTINGS",
-           "COMPARED_SETTINGS", "SETTINGS_BEFORE_THEY_EXISTED", "augmentation", "run_arch", "run_settings",
+           "COMPARED_SETTINGS", "SETTINGS_BEFORE_THEY_EXISTED", "saved_setting", "run_arch",
+           "augmentation", "run_settings",
            "data_fingerprint"]
 
 
@@ -79,12 +80,14 @@ RUN_SETTINGS = {
     "test_examples": "--limit-test / the data", "dtype": None,
     "data_sha256": "--data-dir / --limit-train / --limit-test (the data differ)",
     "random_crop_padding": "--random-crop / --crop-padding", "hflip": "--hflip",
-    "arch": "--arch", "label_smoothing": "--label-smoothing",
+    "arch": "--arch", "label_smoothing": "--label-smoothing", "init_from": "--init-from",
 }
 
 #: The settings runs must share to be compared: all of :data:`RUN_SETTINGS` but the
-#: data fingerprint, which the earliest records (results/fashion_mnist/v1/torch) lack.
-COMPARED_SETTINGS = tuple(key for key in RUN_SETTINGS if key != "data_sha256")
+#: data fingerprint, which the earliest records (results/fashion_mnist/v1/torch) lack,
+#: and where the initial parameters come from, which ``compare_frameworks.py`` checks
+#: per design (each framework's own, or torch's for both when paired).
+COMPARED_SETTINGS = tuple(key for key in RUN_SETTINGS if key not in ("data_sha256", "init_from"))
 
 #: What a record or checkpoint written before a setting existed means by its absence.
 #: (A trainer's own settings, such as ``torch_compile``, are recorded but never
@@ -96,7 +99,22 @@ SETTINGS_BEFORE_THEY_EXISTED = {"random_crop_padding": 0, "hflip": False, "arch"
 def run_arch(record: dict) -> str:
     """The ``--arch`` a saved run or checkpoint record was trained with (``reference`` before
     records said)."""
-    return (record.get("settings") or {}).get("arch", SETTINGS_BEFORE_THEY_EXISTED["arch"])
+    return saved_setting(record, "arch")
+
+
+def saved_setting(record: dict, key: str):
+    """A record's (or checkpoint's) setting ``key``, with what its absence means.
+
+    Records written before a setting existed lack it: the augmentation was off
+    (:data:`SETTINGS_BEFORE_THEY_EXISTED`), and a run started from its own
+    framework's initial parameters (``init_from`` = the record's framework).
+    """
+    settings = record.get("settings") or {}
+    if key in settings:
+        return settings[key]
+    if key == "init_from":
+        return record.get("framework")
+    return SETTINGS_BEFORE_THEY_EXISTED.get(key)
 
 
 def augmentation(args: argparse.Namespace, data: ImageDataset, seed: int) -> AugmentPlan:
@@ -113,7 +131,9 @@ def run_settings(args: argparse.Namespace, data: ImageDataset, seed: int, data_s
 
     ``random_crop_padding`` (0: no crop) and ``hflip`` record the augmentation,
     ``arch`` the network (``--arch``), ``parameters`` its parameter count and
-    ``label_smoothing`` the training loss's ε; the trainer adds its own
+    ``label_smoothing`` the training loss's ε,
+    ``init_from`` the framework whose initialisation drew the starting
+    parameters (``--init-from``); the trainer adds its own
     (:meth:`demos.trainers.Trainer.framework_settings`).
     """
     from .batch_plan import BatchPlan
@@ -127,7 +147,7 @@ def run_settings(args: argparse.Namespace, data: ImageDataset, seed: int, data_s
         "pct_start": schedule.pct_start, "steps_per_epoch": plan.steps_per_epoch,
         "train_examples": len(data.train_labels), "test_examples": len(data.test_labels),
         "dtype": "float32", "data_source": data.source, "data_sha256": data_sha256,
-        **augmentation(args, data, seed).settings(),
+        **augmentation(args, data, seed).settings(), "init_from": args.init_from,
         "arch": args.arch, "parameters": args.parameters, "label_smoothing": args.label_smoothing,
     }
 

@@ -8,8 +8,9 @@
    :mod:`demos.recipe`) and the results folder (:mod:`demos.results_store`);
 2. the data, through the demo's loader (:mod:`demos.data`), optionally cut
    to its first ``--limit-train`` / ``--limit-test`` examples;
-3. the run to resume, if a checkpoint of one fits (:mod:`demos.resume`);
-4. run after run (:func:`train_run`): a freshly initialised network trained
+3. run after run, each claimed first (:mod:`demos.resume`, :mod:`demos.claims`):
+   a run another worker left, resumed from its checkpoint if one fits, else a
+   new one (:func:`train_run`): a freshly initialised network trained
    by the framework's trainer for ``--epochs`` epochs on the batches of a
    :class:`~demos.batch_plan.BatchPlan` (augmented as :func:`demos.recipe.augmentation`
    says, identically in both frameworks; the test set never is), evaluated
@@ -20,7 +21,10 @@
 Runs repeat until ``--runs`` is reached or the user stops the demo (Ctrl-C);
 a restarted demo with the same version appends after the runs already saved
 and resumes the run in progress after its last completed epoch, with the
-same per-epoch numbers as an uninterrupted run.
+same per-epoch numbers as an uninterrupted run. Any number of demos
+("workers") may train one version and framework at once, on one machine or
+several sharing the results folder; ``--workers N`` starts N of them
+(:mod:`demos.workers`).
 
 Numerical faults: a non-finite training loss abandons the run (nothing of it
 is saved as a result, its checkpoint is deleted and a note
@@ -44,17 +48,18 @@ from dataclasses import replace
 
 from tqdm import tqdm
 
-from . import machine, registry, results_store, trainers
+from . import atomic, machine, registry, results_store, trainers, workers
 from .architectures import Architecture
 from .batch_plan import BatchPlan
 from .checkpoint import Checkpoint, CheckpointDir, CheckpointError
+from .claims import ClaimLost
 from .cli import parse_args
 from .data import DataUnavailableError, ImageDataset
 from .data.tfds_idx import silence_progress_bars
 from .optim import OneCycle
 from .recipe import augmentation, data_fingerprint, run_arch, run_settings
 from .records import SCHEMA_VERSION
-from .resume import next_run_index, pending_run
+from .resume import claim_next
 from .stats import summarize
 
 __all__ = ["parse_args", "main", "train_run", "NonFiniteLossError"]
@@ -86,6 +91,8 @@ def main(dataset: str, framework: str, argv=None, *, prog: str | None = None) ->
     says which and how to fix it).
     """
     args = parse_args(dataset, framework, argv, prog=prog)
+    if args.workers > 1:
+        return workers.launch(dataset, framework, sys.argv[1:] if argv is None else argv, args)
     demo = registry.get(dataset)
     print(f"{dataset} --arch {args.arch}: {args.parameters:,} parameters", flush=True)
     try:
@@ -96,16 +103,14 @@ def main(dataset: str, framework: str, argv=None, *, prog: str | None = None) ->
         print(f"error: {error}", file=sys.stderr)  # DataFileError is a DataUnavailableError
         return 2
     data_sha256 = data_fingerprint(data)
-    checkpoints = CheckpointDir(dataset, args.version, framework, args.results_dir)
+    checkpoints = CheckpointDir(dataset, args.version, framework, args.results_dir,
+                                lease_seconds=args.lease_seconds)
     try:
         checkpoints.acquire()
-        resume = pending_run(checkpoints, dataset, framework, args, data, data_sha256)
+        return _train_runs(demo, framework, data, args, checkpoints, data_sha256)
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
-        checkpoints.release()
         return 2
-    try:
-        return _train_runs(demo, framework, data, args, checkpoints, resume, data_sha256)
     finally:
         checkpoints.release()
 
@@ -156,51 +161,89 @@ def _check_schedule(args: argparse.Namespace, data: ImageDataset) -> None:
         raise _CommandError(f"--epochs {args.epochs} x {steps} batch(es) per epoch: {error}") from None
 
 
+class _Session:
+    """What this demo did so far: runs saved and failed, and the run it trains now."""
+
+    def __init__(self):
+        self.completed, self.failed, self.work = 0, 0, None
+
+
 def _train_runs(demo: registry.Demo, framework: str, data: ImageDataset, args: argparse.Namespace,
-                checkpoints: CheckpointDir, resume: Checkpoint | None, data_sha256: str) -> int:
-    """Run after run until ``--runs`` or Ctrl-C, each saved when complete; the exit status."""
-    completed, failed = 0, 0
+                checkpoints: CheckpointDir, data_sha256: str) -> int:
+    """Claim and train run after run until ``--runs`` or Ctrl-C, each saved when complete;
+    the exit status.
+
+    Raises:
+        CheckpointError: a claimed run's checkpoint does not fit (exit status 2).
+    """
+    session = _Session()
     try:
-        while args.runs is None or completed + failed < args.runs:
-            if resume is not None:
-                run_index = resume.run_index
-                print(f"resuming run {run_index} after epoch {resume.epoch} of {args.epochs} "
-                      f"from {resume.path}", flush=True)
-            else:
-                run_index = next_run_index(demo.name, framework, args, checkpoints)
-            try:
-                record = train_run(framework, demo.entry(args.arch).architecture, data, args, run_index,
-                                   not args.no_progress, checkpoints=checkpoints, resume=resume,
-                                   data_sha256=data_sha256)
-            except NonFiniteLossError as error:
-                print(f"error: {error}", file=sys.stderr, flush=True)
-                note = checkpoints.mark_failed(run_index, str(error), error.record)
-                checkpoints.remove()
-                print(f"noted in {note}, so that its seed is not tried again.", file=sys.stderr,
-                      flush=True)
-                failed += 1
-                continue
-            finally:
-                resume = None
-            path = results_store.save_run(record, args.results_dir)
-            checkpoints.remove()
-            completed += 1
-            print(f"saved run {run_index} to {path}", flush=True)
+        while args.runs is None or session.completed + session.failed < args.runs:
+            session.work = claim_next(checkpoints, demo.name, framework, args, data, data_sha256)
+            _train_claimed(demo, framework, data, args, checkpoints, session, data_sha256)
     except KeyboardInterrupt:
-        _report_stop(checkpoints, completed)
+        _report_stop(checkpoints, session)
         return 0
-    return 1 if failed else 0
+    return 1 if session.failed else 0
 
 
-def _report_stop(checkpoints: CheckpointDir, completed: int) -> None:
+def _train_claimed(demo: registry.Demo, framework: str, data: ImageDataset,
+                   args: argparse.Namespace, checkpoints: CheckpointDir, session: _Session,
+                   data_sha256: str) -> None:
+    """Train the session's claimed run and save it (or note it failed on a non-finite
+    loss, or leave it to the worker that took it over); counted in ``session``. A
+    Ctrl-C during the saving is held back until the run is saved and counted."""
+    work = session.work
+    run_index, resume = work.run_index, work.checkpoint
+    if resume is not None:
+        print(f"resuming run {run_index} after epoch {resume.epoch} of {args.epochs} "
+              f"from {resume.path}", flush=True)
     try:
-        left = checkpoints.latest()
+        record = train_run(framework, demo.entry(args.arch).architecture, data, args, run_index,
+                           not args.no_progress, checkpoints=checkpoints, resume=resume,
+                           data_sha256=data_sha256)
+    except NonFiniteLossError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        with atomic.deferred_sigint():
+            note = checkpoints.mark_failed(run_index, str(error), error.record)
+            checkpoints.remove(run_index)
+            work.claim.finish()
+            session.failed, session.work = session.failed + 1, None
+            print(f"noted in {note}, so that its seed is not tried again.", file=sys.stderr,
+                  flush=True)
+        return
+    except ClaimLost as lost:
+        print(f"warning: {lost}.", file=sys.stderr, flush=True)
+        session.work = None
+        return
+    with atomic.deferred_sigint():
+        try:
+            work.claim.verify()
+            path = results_store.save_run(record, args.results_dir)
+        except (ClaimLost, results_store.ResultsError) as lost:  # ResultsError: saved meanwhile
+            print(f"warning: {lost}.", file=sys.stderr, flush=True)
+            session.work = None
+            return
+        checkpoints.remove(run_index)
+        work.claim.finish()
+        session.completed, session.work = session.completed + 1, None
+        print(f"saved run {run_index} to {path}", flush=True)
+
+
+def _report_stop(checkpoints: CheckpointDir, session: _Session) -> None:
+    try:
+        left = None if session.work is None else checkpoints.latest(session.work.run_index)
     except CheckpointError:
         left = None
-    where = (f"run {left.run_index} resumes after epoch {left.epoch} when you run the same "
-             "command again" if left is not None else
-             "the interrupted run had no completed epoch and was discarded")
-    print(f"\nstopped; {completed} run(s) completed and saved in this session; {where}.",
+    if left is not None:
+        where = (f"run {left.run_index} resumes after epoch {left.epoch} when you run the same "
+                 "command again")
+    elif session.work is not None:
+        where = (f"run {session.work.run_index} had no completed epoch: it starts afresh when "
+                 "you run the same command again")
+    else:
+        where = "no run was in progress"
+    print(f"\nstopped; {session.completed} run(s) completed and saved in this session; {where}.",
           file=sys.stderr)
 
 
@@ -228,6 +271,9 @@ def train_run(framework: str, architecture: Architecture, data: ImageDataset,
         args, architecture, schedule, data.train_images, data.train_labels, seed=seed,
         augment=augmentation(args, data, seed))
     if resume is None:
+        if args.init_from != framework:  # a paired run: another framework's initialisation
+            trainer.load_parameters(
+                trainers.trainer_class(args.init_from).initial_parameters(architecture, seed))
         record = _new_record(framework, data, args, run_index, trainer,
                              data_sha256 or data_fingerprint(data))
     else:

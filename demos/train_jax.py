@@ -27,9 +27,10 @@ from flax import nnx
 
 from .architectures import Architecture
 from .augment import AugmentPlan, active_plan, check_epoch
-from .build_jax import build_jax_model
+from .build_jax import build_jax_model, canonical_parameters, layer_from_numpy, parameter_layers
 from .losses import check_label_smoothing, smoothed_cross_entropy
 from .optim import OneCycle, make_optax_optimizer
+from .trainers import group_canonical
 
 __all__ = ["JaxTrainer", "default_device"]
 
@@ -257,6 +258,31 @@ class JaxTrainer:
             loss_sum += float(batch_loss)
             correct += int(batch_correct)
         return loss_sum / n, correct / n
+
+    @classmethod
+    def initial_parameters(cls, architecture: Architecture, seed: int) -> dict[str, np.ndarray]:
+        """The float32 parameters a run with ``seed`` starts from, canonical numpy.
+
+        Keys ``"<i>.<name>"``: the ``i``-th layer with parameters and the
+        canonical name (:mod:`scs_jax.convert`); values in torch's layout.
+        """
+        model = build_jax_model(architecture, rngs=nnx.Rngs(seed))
+        return canonical_parameters(model)
+
+    def load_parameters(self, parameters: dict[str, np.ndarray]) -> None:
+        """Start from ``parameters`` (:meth:`initial_parameters`' form, any framework's) instead.
+
+        The optimizer state is made afresh for them (Adam's starts at zero).
+
+        Raises:
+            ValueError: ``parameters`` name other layers or tensors, or shapes differ.
+        """
+        model = self.model
+        layers = parameter_layers(model)
+        for layer, arrays in zip(layers, group_canonical(parameters, len(layers))):
+            layer_from_numpy(layer, arrays)
+        self.graphdef, self.params = nnx.split(model)
+        self.opt_state = self.tx.init(self.params)
 
     def parameters_numpy(self) -> dict[str, np.ndarray]:
         """Every parameter as numpy, keyed by its path in the NNX graph."""

@@ -19,9 +19,10 @@ import torch.nn.functional as F
 
 from .architectures import Architecture
 from .augment import AugmentPlan, active_plan, check_epoch
+from .build_torch import build_torch_model, canonical_parameters, layer_from_numpy, parameter_layers
 from .losses import check_label_smoothing
-from .build_torch import build_torch_model
 from .optim import OneCycle, make_torch_optimizer
+from .trainers import group_canonical
 
 __all__ = ["TorchTrainer", "default_device", "parse_device"]
 
@@ -116,9 +117,11 @@ class TorchTrainer:
 
             scs_torch.compiled.enable()
         self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        # Drawn on the CPU whatever the device: a seed gives the same network everywhere
+        # (CUDA's generator draws other numbers), the one initial_parameters returns.
         torch.manual_seed(seed)
-        self.model = build_torch_model(architecture, dtype=self.dtype, device=self.device)
-        self.model.to(memory_format=self.memory_format)
+        self.model = build_torch_model(architecture, dtype=self.dtype)
+        self.model.to(device=self.device, memory_format=self.memory_format)
         self.optimizer, self.scheduler = make_torch_optimizer(self.model.parameters(), schedule)
         self.images = self._to_device(train_images)
         self.labels = torch.from_numpy(np.asarray(train_labels, np.int64)).to(self.device)
@@ -231,6 +234,27 @@ class TorchTrainer:
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
             correct += int((logits.argmax(1) == y).sum())
         return loss_sum / len(y_all), correct / len(y_all)
+
+    @classmethod
+    def initial_parameters(cls, architecture: Architecture, seed: int) -> dict[str, np.ndarray]:
+        """The float32 parameters a run with ``seed`` starts from, canonical numpy.
+
+        Keys ``"<i>.<name>"``: the ``i``-th layer with parameters and the
+        canonical name (:mod:`scs_torch.convert`); values in torch's layout.
+        """
+        torch.manual_seed(seed)
+        return canonical_parameters(build_torch_model(architecture))
+
+    def load_parameters(self, parameters: dict[str, np.ndarray]) -> None:
+        """Start from ``parameters`` (:meth:`initial_parameters`' form, any framework's) instead.
+
+        Raises:
+            ValueError: ``parameters`` name other layers or tensors, or shapes differ.
+        """
+        layers = parameter_layers(self.model)
+        grouped = group_canonical(parameters, len(layers))
+        for layer, arrays in zip(layers, grouped):
+            layer_from_numpy(layer, arrays)
 
     def parameters_numpy(self) -> dict[str, np.ndarray]:
         """Every parameter as numpy, keyed by torch's state-dict names."""

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only
     from .augment import AugmentPlan
     from .optim import OneCycle
 
-__all__ = ["TRAINERS", "FRAMEWORKS", "Trainer", "trainer_class"]
+__all__ = ["TRAINERS", "FRAMEWORKS", "Trainer", "trainer_class", "group_canonical"]
 
 #: Each framework's trainer, as ``"module:class"`` (imported on first use).
 TRAINERS = {"torch": "demos.train_torch:TorchTrainer", "jax": "demos.train_jax:JaxTrainer"}
@@ -67,11 +67,36 @@ class Trainer(Protocol):
     def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
         """Mean cross-entropy and accuracy over a whole set."""
 
+    @classmethod
+    def initial_parameters(cls, architecture: Architecture, seed: int) -> dict[str, np.ndarray]:
+        """The parameters a run with ``seed`` starts from: ``{"<i>.<name>": canonical array}``."""
+
+    def load_parameters(self, parameters: dict[str, np.ndarray]) -> None:
+        """Start training from ``parameters`` (another trainer's :meth:`initial_parameters`)."""
+
     def save_state(self, folder: Path) -> None:
         """Write the model, optimizer, schedule and RNG state as ``folder / STATE_NAME``."""
 
     def load_state(self, folder: Path) -> None:
         """Put the state :meth:`save_state` wrote in ``folder`` into this freshly built trainer."""
+
+
+def group_canonical(parameters: dict, layers: int) -> list[dict]:
+    """``{"<i>.<name>": array}`` as one ``{name: array}`` per parameterised layer ``0 .. layers - 1``.
+
+    Raises:
+        ValueError: a key that is not ``"<i>.<name>"``, or layers other than ``0 .. layers - 1``.
+    """
+    grouped: list[dict] = [{} for _ in range(layers)]
+    for key, value in parameters.items():
+        index, _, name = str(key).partition(".")
+        if not (index.isdigit() and name and int(index) < layers):
+            raise ValueError(f"parameters: expected keys '<layer 0..{layers - 1}>.<name>', got {key!r}")
+        grouped[int(index)][name] = value
+    if not all(grouped):
+        missing = [i for i, g in enumerate(grouped) if not g]
+        raise ValueError(f"parameters: no parameters for layer(s) {missing} of {layers}")
+    return grouped
 
 
 def trainer_class(framework: str) -> type[Trainer]:

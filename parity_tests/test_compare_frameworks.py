@@ -82,8 +82,16 @@ def test_statistics_match_scipy_and_the_report_is_written(tmp_path, capsys):
     assert "the means agree within two standard errors" in text
     assert "reference settings" in text and ": yes" in text
     assert "run 4 (seed 4): 9.02" in text
-    # Atomic write: no temp file left behind; nothing else added to the run folders.
-    assert sorted(p.name for p in report_path(tmp_path).parent.iterdir()) == ["comparison.txt", "jax", "torch"]
+    # Atomic write: no temp file left behind; besides the report only its plot is added.
+    assert sorted(p.name for p in report_path(tmp_path).parent.iterdir()) == [
+        "comparison.txt", "error_distributions.png", "jax", "torch"]
+    # The equivalence statistics, against scipy.
+    interval = sps.ttest_ind(TORCH, JAX, equal_var=False).confidence_interval(0.9)
+    assert (result["interval"].low, result["interval"].high) == pytest.approx((interval.low, interval.high))
+    lower = sps.ttest_ind(np.add(TORCH, 0.25), JAX, equal_var=False, alternative="greater").pvalue
+    upper = sps.ttest_ind(np.subtract(TORCH, 0.25), JAX, equal_var=False, alternative="less").pvalue
+    assert result["equivalence_p"] == pytest.approx(max(lower, upper), rel=1e-12)
+    assert f"[{interval.low:+.3f}, {interval.high:+.3f}]" in text
 
 
 def test_means_apart_fail_the_two_se_check(tmp_path, capsys):

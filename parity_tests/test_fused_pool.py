@@ -57,7 +57,12 @@ CASES = [
     ((1, 2, 3, 4, 1, "same", 1, 6, 7), (3, 3, True)),  # even kernel "same"
     ((2, 3, 4, 3, 1, "same", 1, 7, 6), ((2, 3), (2, 1), False)),  # pool pairs
     ((1, 6, 9, 3, 2, 1, 3, 9, 9), (2, 2, True)),
+    # outputs smaller than the pool's kernel: ceil_mode keeps the window that starts
+    # inside, as nn.MaxPool2d does (both pooled to 1x1)
+    ((2, 2, 4, 3, 1, 0, 1, 3, 4), (2, 2, True)),  # layer output 1x2
+    ((1, 3, 6, 3, 1, 0, 3, 4, 4), (3, 2, True)),  # 2x2 under a 3x3 window, groups
 ]
+SMALL_OUTPUT_CASES = CASES[-2:]
 
 
 def _case_id(case):
@@ -117,13 +122,8 @@ def _jax_both(layer, pool, x, g):
     return run(True), run(False)
 
 
-@pytest.mark.parametrize("inputs", ["gaussian", "ties"])
-@pytest.mark.parametrize("case", CASES[:5], ids=_case_id)
-def test_fused_equals_two_step_float64(case, inputs, rng):
-    (n, c_in, c_out, k, stride, padding, groups, h, w), pool = case
-    layer = make_torch_scs(rng, "float64", c_in, c_out, k, stride, padding, groups)
-    x = _inputs(inputs, (n, c_in, h, w), rng)
-    g = rng.standard_normal(output_shape(layer, x.shape, pool))
+def assert_fused_equals_two_step_float64(layer, pool, x, g):
+    """In each framework, the fused and the two-step forms' output and gradients agree to 1e-12 (float64 ``layer``)."""
     names = ("output", "d/dx", "d/dweight", "d/dp", "d/dq")
     fused, two_step = _torch_both(layer, scs_torch.MaxAbsPool2d(*pool), x, g)
     for name, a, b in zip(names, fused, two_step):
@@ -132,6 +132,16 @@ def test_fused_equals_two_step_float64(case, inputs, rng):
         fused, two_step = _jax_both(jax_twin(layer, "float64"), scs_jax.MaxAbsPool(*pool), x, g)
     for name, a, b in zip(names, fused, two_step):
         assert_close(a, b, 1e-12, f"JAX fused vs two-step {name}")
+
+
+@pytest.mark.parametrize("inputs", ["gaussian", "ties"])
+@pytest.mark.parametrize("case", CASES[:5], ids=_case_id)
+def test_fused_equals_two_step_float64(case, inputs, rng):
+    (n, c_in, c_out, k, stride, padding, groups, h, w), pool = case
+    layer = make_torch_scs(rng, "float64", c_in, c_out, k, stride, padding, groups)
+    x = _inputs(inputs, (n, c_in, h, w), rng)
+    g = rng.standard_normal(output_shape(layer, x.shape, pool))
+    assert_fused_equals_two_step_float64(layer, pool, x, g)
 
 
 def within_one_ulp(actual, expected) -> np.ndarray:
@@ -195,6 +205,33 @@ def test_bad_pool_arguments_rejected_alike(rng):
             scs_jax.sharpened_cosine_similarity_max_abs_pool(*args_j, **kwargs)
 
 
+# --- pools larger than the layer's output: torch.nn.MaxPool2d's rule ----------------
+
+@pytest.mark.parametrize("case", SMALL_OUTPUT_CASES, ids=_case_id)
+def test_pool_larger_than_the_layers_output_float64(case, rng):
+    """Parity is test_fused_outputs_and_gradients'; here the 1x1 result and fused = two-step."""
+    (n, c_in, c_out, k, stride, padding, groups, h, w), pool = case
+    layer = make_torch_scs(rng, "float64", c_in, c_out, k, stride, padding, groups)
+    x = rng.standard_normal((n, c_in, h, w))
+    g = rng.standard_normal(output_shape(layer, x.shape, pool))
+    assert g.shape[2:] == (1, 1)
+    assert_fused_equals_two_step_float64(layer, pool, x, g)
+
+
+def test_pool_with_no_window_in_the_layers_output_rejected_alike(rng):
+    """Layer output 2x2, pool 3x3 with stride 1: no window starts inside even with ceil_mode."""
+    layer = make_torch_scs(rng, "float32", 2, 4, 3)
+    jax_layer = jax_twin(layer, "float32")
+    x = rng.standard_normal((1, 2, 4, 4)).astype(np.float32)
+    with pytest.raises(RuntimeError):
+        torch.nn.MaxPool2d(3, 1, ceil_mode=True)(torch.zeros(1, 4, 2, 2))
+    text = r"^pool_kernel_size: expected at most the layer's output size \(2, 2\) plus pool_stride - 1 \(2, 2\)"
+    with pytest.raises(ValueError, match=text):
+        layer(torch.from_numpy(x), pool=scs_torch.MaxAbsPool2d(3, 1, ceil_mode=True))
+    with pytest.raises(ValueError, match=text):
+        jax_layer(jnp.asarray(nchw_to_nhwc(x)), pool=scs_jax.MaxAbsPool(3, 1, ceil_mode=True))
+
+
 # --- property: adversarial inputs, drawn layers and pools ----------------------------
 
 # Layers whose output is at least 2x2, from test_layer_parity's cases and a few odd ones.
@@ -254,7 +291,7 @@ def test_fused_parity_property(draw):
 
 def _windows(unpooled, pool, shape):
     """Every pooled position's window of ``unpooled`` (NCHW), flattened: ``(N, C, H', W', k)`` list."""
-    (kh, kw), (sh, sw) = (v if isinstance(v, tuple) else (v, v) for v in pool[:2])
+    (kh, kw), (sh, sw) = (scs_torch.shapes.pair(name, v) for name, v in zip(("kernel", "stride"), pool[:2]))
     rows = []
     for i in range(shape[2]):
         cols = []

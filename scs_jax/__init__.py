@@ -4,7 +4,7 @@ The twin of ``scs_torch`` (PyTorch, NCHW): the same maths, parameters and
 initial distributions, proven identical by the project's parity tests.
 """
 
-from . import convert, functional
+from . import convert, functional, shapes
 from .functional import max_abs_pool, sharpened_cosine_similarity, sharpened_cosine_similarity_max_abs_pool
 from .layers import MaxAbsPool, SharpenedCosineSimilarity
 
@@ -16,4 +16,5 @@ __all__ = [
     "sharpened_cosine_similarity_max_abs_pool",
     "functional",
     "convert",
+    "shapes",
 ]

@@ -14,6 +14,8 @@ torch is never imported here: pass numpy arrays (``tensor.detach().numpy()``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -25,7 +27,7 @@ __all__ = ["to_numpy", "from_numpy"]
 _SUPPORTED = (SharpenedCosineSimilarity, nnx.Linear, nnx.Conv)
 
 
-def _check_layer(layer) -> None:
+def _check_layer(layer: object) -> None:
     if not isinstance(layer, _SUPPORTED):
         raise TypeError(
             "layer: expected SharpenedCosineSimilarity, nnx.Linear or nnx.Conv, "
@@ -33,11 +35,13 @@ def _check_layer(layer) -> None:
         )
 
 
-def _layout(layer) -> dict[str, tuple[str, tuple[int, ...] | None]]:
+def _layout(layer: nnx.Module) -> dict[str, tuple[str, tuple[int, ...] | None]]:
     """canonical name -> (NNX attribute, transpose from canonical to NNX layout)."""
     if isinstance(layer, SharpenedCosineSimilarity):
         return {"weight": ("kernel", (2, 3, 1, 0)), "p": ("p", None), "q": ("q", None)}
-    names = {"weight": ("kernel", (1, 0) if isinstance(layer, nnx.Linear) else (2, 3, 1, 0))}
+    names: dict[str, tuple[str, tuple[int, ...] | None]] = {
+        "weight": ("kernel", (1, 0) if isinstance(layer, nnx.Linear) else (2, 3, 1, 0))
+    }
     if getattr(layer, "bias", None) is not None:
         names["bias"] = ("bias", None)
     return names
@@ -47,13 +51,20 @@ def _inverse(axes: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(a) for a in np.argsort(axes))
 
 
-def to_numpy(layer) -> dict[str, np.ndarray]:
+def to_numpy(layer: nnx.Module) -> dict[str, np.ndarray]:
     """The layer's parameters as numpy arrays in the canonical (torch) layout.
 
     Returns a dict ``name -> array`` (copies, the parameters' dtype).
 
     Raises:
         TypeError: for an unsupported layer type.
+
+    Examples:
+        >>> from flax import nnx
+        >>> from scs_jax import SharpenedCosineSimilarity
+        >>> arrays = to_numpy(SharpenedCosineSimilarity(2, 4, kernel_size=3, rngs=nnx.Rngs(0)))
+        >>> {name: (a.shape, str(a.dtype)) for name, a in arrays.items()}  # torch's layout
+        {'weight': ((4, 2, 3, 3), 'float32'), 'p': ((4,), 'float32'), 'q': ((1,), 'float32')}
     """
     _check_layer(layer)
     arrays = {}
@@ -63,7 +74,7 @@ def to_numpy(layer) -> dict[str, np.ndarray]:
     return arrays
 
 
-def from_numpy(layer, arrays: dict):
+def from_numpy(layer: nnx.Module, arrays: Mapping[str, np.ndarray]) -> nnx.Module:
     """Copy canonical-layout arrays into ``layer``'s parameters, in place.
 
     Values are cast to each parameter's dtype; names and shapes must match
@@ -72,6 +83,17 @@ def from_numpy(layer, arrays: dict):
     Raises:
         TypeError: for an unsupported layer type.
         KeyError, ValueError: naming a missing or extra name or a wrong shape.
+
+    Examples:
+        >>> import numpy as np
+        >>> from flax import nnx
+        >>> from scs_jax import SharpenedCosineSimilarity
+        >>> layer = SharpenedCosineSimilarity(1, 2, kernel_size=1, rngs=nnx.Rngs(0))
+        >>> arrays = {"weight": np.ones((2, 1, 1, 1)), "p": np.array([10.0, 20.0]), "q": np.zeros(1)}
+        >>> from_numpy(layer, arrays).p[...].tolist()
+        [10.0, 20.0]
+        >>> layer.kernel.shape  # (kH, kW, C_in, C_out)
+        (1, 1, 1, 2)
     """
     _check_layer(layer)
     layout = _layout(layer)

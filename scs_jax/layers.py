@@ -6,11 +6,15 @@ PyTorch twins with the same parameters, initial distributions and maths.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
+from flax import typing as flax_typing
 from flax.nnx.nn import dtypes
 
 from . import functional as SF
+from ._checks import check_input
+from .shapes import Padding, Size, check_ceil_mode, check_eps, positive_int, positive_pair, resolve_padding
 
 __all__ = ["SharpenedCosineSimilarity", "MaxAbsPool"]
 
@@ -54,45 +58,53 @@ class SharpenedCosineSimilarity(nnx.Module):
 
     Source: brohrer/sharpened_cosine_similarity_torch,
     https://github.com/brohrer/sharpened_cosine_similarity_torch .
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> layer = SharpenedCosineSimilarity(1, 8, kernel_size=3, padding=1, rngs=nnx.Rngs(0))
+        >>> layer.kernel.shape, layer.p.shape, layer.q.shape
+        ((3, 3, 1, 8), (8,), (1,))
+        >>> x = jnp.ones((2, 6, 6, 1), jnp.float32)
+        >>> layer(x).shape
+        (2, 6, 6, 8)
+        >>> layer(x, pool=MaxAbsPool(2)).shape  # pool(layer(x)), computed pool first
+        (2, 3, 3, 8)
     """
 
     def __init__(
         self,
         in_features: int,
         out_features: int,
-        kernel_size,
+        kernel_size: Size,
         *,
-        stride=1,
-        padding=0,
+        stride: Size = 1,
+        padding: Padding = 0,
         feature_group_count: int = 1,
         eps: float = SF.EPS,
-        dtype=None,
-        param_dtype=jnp.float32,
-        precision=None,
-        kernel_init=nnx.initializers.xavier_uniform(),
+        dtype: flax_typing.Dtype | None = None,
+        param_dtype: flax_typing.Dtype = jnp.float32,
+        precision: flax_typing.PrecisionLike = None,
+        kernel_init: flax_typing.Initializer = nnx.initializers.xavier_uniform(),
         rngs: nnx.Rngs,
-    ):
-        for name, value in (
-            ("in_features", in_features),
-            ("out_features", out_features),
-            ("feature_group_count", feature_group_count),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    ) -> None:
+        in_features = positive_int("in_features", in_features)
+        out_features = positive_int("out_features", out_features)
+        feature_group_count = positive_int("feature_group_count", feature_group_count)
         if in_features % feature_group_count or out_features % feature_group_count:
             raise ValueError(
                 f"feature_group_count: in_features ({in_features}) and out_features "
                 f"({out_features}) must both be divisible by feature_group_count, "
                 f"got {feature_group_count}"
             )
-        eps = SF._check_eps(eps)
+        eps = check_eps(eps)
         self.in_features = in_features
         self.out_features = out_features
-        self.kernel_size = SF._positive_pair("kernel_size", kernel_size)
-        self.stride = SF._positive_pair("stride", stride)
-        self.padding = SF.resolve_padding(padding, self.kernel_size, self.stride)
+        self.kernel_size = positive_pair("kernel_size", kernel_size)
+        self.stride = positive_pair("stride", stride)
+        self.padding = resolve_padding(padding, self.kernel_size, self.stride)
         self.feature_group_count = feature_group_count
-        self.eps = float(eps)
+        self.eps = eps
         self.dtype = dtype
         self.param_dtype = param_dtype
         self.precision = precision
@@ -101,7 +113,7 @@ class SharpenedCosineSimilarity(nnx.Module):
         self.p = nnx.Param(jnp.full((out_features,), SF.P_INIT, param_dtype))
         self.q = nnx.Param(jnp.full((1,), SF.Q_INIT, param_dtype))
 
-    def __call__(self, x, pool: MaxAbsPool | None = None):
+    def __call__(self, x: jax.Array, pool: MaxAbsPool | None = None) -> jax.Array:
         """The layer's output, ``(N, H_out, W_out, out_features)``.
 
         With ``pool`` (a :class:`MaxAbsPool`), ``pool(self(x))`` computed pool
@@ -109,7 +121,7 @@ class SharpenedCosineSimilarity(nnx.Module):
         the same values (up to how rounding ties are broken, see there), about a
         quarter of the elementwise work for 2×2 windows.
         """
-        SF._check_input(x, self.in_features, type(self).__name__)
+        check_input(x, self.in_features, type(self).__name__)
         x, kernel, p, q = dtypes.promote_dtype(
             (x, self.kernel[...], self.p[...], self.q[...]), dtype=self.dtype
         )
@@ -132,17 +144,26 @@ class MaxAbsPool(nnx.Module):
 
     Ties ``+a``/``-a`` return ``+a``. Args as ``torch.nn.MaxPool2d`` (no
     padding): ``kernel_size`` (int or pair), ``stride`` (default
-    ``kernel_size``), ``ceil_mode``. See :func:`scs_jax.functional.max_abs_pool`.
+    ``kernel_size``), ``ceil_mode``. See :func:`scs_jax.functional.max_abs_pool`;
+    output sizes are ``torch.nn.MaxPool2d``'s, also with ``ceil_mode`` on
+    inputs smaller than the kernel.
 
     Source: brohrer/sharpened_cosine_similarity_torch.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> pool = MaxAbsPool(2, ceil_mode=True)
+        >>> x = jnp.array([[1.0, -2.0, 0.5], [0.0, 1.5, -3.0]]).reshape(1, 2, 3, 1)
+        >>> pool(x)[..., 0]
+        Array([[[-2., -3.]]], dtype=float32)
+        >>> pool(jnp.ones((1, 1, 1, 1))).shape  # as torch.nn.MaxPool2d(2, ceil_mode=True)
+        (1, 1, 1, 1)
     """
 
-    def __init__(self, kernel_size, stride=None, ceil_mode: bool = False):
-        self.kernel_size = SF._positive_pair("kernel_size", kernel_size)
-        self.stride = self.kernel_size if stride is None else SF._positive_pair("stride", stride)
-        if not isinstance(ceil_mode, bool):
-            raise TypeError(f"ceil_mode: expected a bool, got {ceil_mode!r}")
-        self.ceil_mode = ceil_mode
+    def __init__(self, kernel_size: Size, stride: Size | None = None, ceil_mode: bool = False) -> None:
+        self.kernel_size = positive_pair("kernel_size", kernel_size)
+        self.stride = self.kernel_size if stride is None else positive_pair("stride", stride)
+        self.ceil_mode = check_ceil_mode(ceil_mode)
 
-    def __call__(self, x):
+    def __call__(self, x: jax.Array) -> jax.Array:
         return SF.max_abs_pool(x, self.kernel_size, self.stride, self.ceil_mode)

@@ -4,7 +4,8 @@ Eager PyTorch makes one pass over memory per operation: the sharpening step
 of :func:`scs_torch.functional.sharpened_cosine_similarity` (the division by
 the patch norm, ``|c| + eps``, the power, the sign and, for training, the
 derivatives) is about a dozen passes over the largest tensors of the network.
-:func:`enable` replaces those two functions, process-wide, with
+:func:`enable` replaces the two functions that step runs (``scs_torch._sharpen``'s
+kernels), process-wide, with
 ``torch.compile``'d versions of the same expressions, which TorchInductor
 fuses into a few vectorised C++ loops (measured on the Fashion-MNIST network,
 one CPU thread: the whole training step about 1.5x faster). The maths is the
@@ -22,11 +23,10 @@ from __future__ import annotations
 
 import torch
 
-from . import functional
+from . import _sharpen
 
 __all__ = ["enable", "disable", "enabled"]
 
-_EAGER = functional._KERNELS
 _COMPILED = None
 
 
@@ -58,6 +58,15 @@ def enable() -> None:
     Raises:
         RuntimeError: when ``torch.compile`` is unavailable (e.g. an unsupported
             Python version); a missing C++ compiler surfaces at the first call.
+
+    Examples:
+        >>> from scs_torch import compiled
+        >>> compiled.enable()  # nothing is compiled before an SCS layer runs
+        >>> compiled.enabled()
+        True
+        >>> compiled.disable()
+        >>> compiled.enabled()
+        False
     """
     global _COMPILED
     if not hasattr(torch, "compile"):
@@ -67,14 +76,27 @@ def enable() -> None:
             torch.compile(_sharpen_forward, dynamic=True),
             torch.compile(_sharpen_backward, dynamic=True),
         )
-    functional._KERNELS = _COMPILED
+    _sharpen.use_kernels(_COMPILED)
 
 
 def disable() -> None:
-    """Back to the eager kernels (the default)."""
-    functional._KERNELS = _EAGER
+    """Back to the eager kernels (the default).
+
+    Examples:
+        >>> from scs_torch import compiled
+        >>> compiled.disable()
+        >>> compiled.enabled()
+        False
+    """
+    _sharpen.use_kernels(_sharpen.EAGER_KERNELS)
 
 
 def enabled() -> bool:
-    """Whether the fused kernels are in use."""
-    return functional._KERNELS is not _EAGER
+    """Whether the fused kernels are in use.
+
+    Examples:
+        >>> from scs_torch import compiled
+        >>> compiled.enabled()  # off until enable() is called
+        False
+    """
+    return _sharpen.kernels() is not _sharpen.EAGER_KERNELS

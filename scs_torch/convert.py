@@ -12,6 +12,8 @@ re-scale::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 from torch import nn
@@ -23,7 +25,7 @@ __all__ = ["to_numpy", "from_numpy"]
 _SUPPORTED = (SharpenedCosineSimilarity2d, nn.Linear, nn.Conv2d)
 
 
-def _check_layer(layer) -> None:
+def _check_layer(layer: object) -> None:
     if not isinstance(layer, _SUPPORTED):
         raise TypeError(
             "layer: expected SharpenedCosineSimilarity2d, nn.Linear or nn.Conv2d, "
@@ -38,12 +40,18 @@ def to_numpy(layer: nn.Module) -> dict[str, np.ndarray]:
 
     Raises:
         TypeError: for an unsupported layer type.
+
+    Examples:
+        >>> from scs_torch import SharpenedCosineSimilarity2d
+        >>> arrays = to_numpy(SharpenedCosineSimilarity2d(2, 4, kernel_size=3))
+        >>> {name: (a.shape, str(a.dtype)) for name, a in arrays.items()}
+        {'weight': ((4, 2, 3, 3), 'float32'), 'p': ((4,), 'float32'), 'q': ((1,), 'float32')}
     """
     _check_layer(layer)
     return {name: t.detach().cpu().numpy().copy() for name, t in layer.named_parameters()}
 
 
-def from_numpy(layer: nn.Module, arrays: dict) -> nn.Module:
+def from_numpy(layer: nn.Module, arrays: Mapping[str, np.ndarray]) -> nn.Module:
     """Copy canonical-layout arrays into ``layer``'s parameters, in place.
 
     Values are cast to each parameter's dtype and device; names and shapes
@@ -52,6 +60,14 @@ def from_numpy(layer: nn.Module, arrays: dict) -> nn.Module:
     Raises:
         TypeError: for an unsupported layer type.
         KeyError, ValueError: naming a missing or extra name or a wrong shape.
+
+    Examples:
+        >>> import numpy as np
+        >>> from scs_torch import SharpenedCosineSimilarity2d
+        >>> layer = SharpenedCosineSimilarity2d(1, 2, kernel_size=1)
+        >>> arrays = {"weight": np.ones((2, 1, 1, 1)), "p": np.array([10.0, 20.0]), "q": np.zeros(1)}
+        >>> from_numpy(layer, arrays).p.tolist()
+        [10.0, 20.0]
     """
     _check_layer(layer)
     params = dict(layer.named_parameters())

@@ -21,11 +21,20 @@ enters as two factors, ``1 / (‖s‖ + q)`` per patch and ``‖k‖ / (‖k‖ 
 output channel, so that ``d/dq`` is a sum of one small term per output
 element. The division, the product, the power and their derivatives are one
 autograd Function with
-a hand-written backward (``_Sharpen``; :mod:`scs_torch.compiled` can swap in
-``torch.compile``'d kernels), and MaxAbsPool's backward is one scatter to
-the element each window chose. :func:`sharpened_cosine_similarity_max_abs_pool`
+a hand-written backward (``scs_torch._sharpen``; :mod:`scs_torch.compiled`
+can swap in ``torch.compile``'d kernels), and MaxAbsPool's backward is one
+scatter to the element each window chose (:mod:`scs_torch.pooling`). :func:`sharpened_cosine_similarity_max_abs_pool`
 pools the cosines first and sharpens only the pooled values. ``scs_jax.functional`` holds the
 same functions for JAX, NHWC.
+
+Pool first: :func:`sharpened_cosine_similarity_max_abs_pool` gives in exact
+arithmetic the two-step form's result. In floating point the sharpening can
+give different cosines values of equal magnitude (every ``|c|`` far below
+``eps`` gives ``±eps ** p``, since ``|c| + eps`` rounds to ``eps``; ``p < 1``
+in float32 merges neighbouring values): the two-step form then breaks the
+tie by sign (``+a``) and position, the pool-first one takes the largest
+``|cos|``, so the output has the same magnitude but can have the other sign,
+and the gradient goes to that element.
 
 What ``eps`` guarantees (both precisions): every norm is at least
 ``sqrt(eps) = 1e-6``, so all-zero patches and all-zero kernels give
@@ -40,11 +49,15 @@ times ``|out|`` (``out`` is 0 where ``cos`` is exactly 0). NaN inputs propagate.
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 import torch.nn.functional as F
+
+from ._checks import check_similarity_arguments
+from ._maxabs import max_abs_pool_with_indices
+from ._reductions import window_sum
+from ._sharpen import Sharpen, refuse_double_backward
+from .pooling import max_abs_pool
+from .shapes import Padding, Size, check_ceil_mode, pool_output_size, positive_pair, resolve_padding
 
 __all__ = [
     "P_SCALE",
@@ -71,255 +84,6 @@ Q_INIT = 10.0
 EPS = 1e-12
 
 
-def _pair(name: str, value) -> tuple[int, int]:
-    if isinstance(value, bool):
-        raise TypeError(f"{name}: expected an int or a pair of ints, got {value!r}")
-    if isinstance(value, int):
-        return (value, value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
-        return (int(value[0]), int(value[1]))
-    raise TypeError(f"{name}: expected an int or a pair of ints, got {value!r}")
-
-
-def _positive_pair(name: str, value) -> tuple[int, int]:
-    pair = _pair(name, value)
-    if min(pair) < 1:
-        raise ValueError(f"{name}: expected positive sizes, got {value!r}")
-    return pair
-
-
-def _check_eps(eps) -> float:
-    """``eps`` as a float: finite and positive, else an error naming it."""
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
-        raise TypeError(f"eps: expected a positive float, got {eps!r}")
-    if not (math.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps: expected a positive finite float, got {eps!r}")
-    return float(eps)
-
-
-def resolve_padding(padding, kernel_size, stride=1) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Explicit zero padding ``((top, bottom), (left, right))``.
-
-    Args:
-        padding: an int, a pair ``(pad_h, pad_w)``, a pair of pairs
-            ``((top, bottom), (left, right))``, ``"valid"`` (no padding) or
-            ``"same"`` (output size = input size; stride 1 only, as in
-            ``torch.nn.Conv2d``, with the extra pixel of an even kernel on the
-            bottom/right, torch's rule).
-        kernel_size: int or pair.
-        stride: int or pair; ``"same"`` requires 1.
-
-    Raises:
-        TypeError, ValueError: naming ``padding`` and the received value.
-    """
-    kh, kw = _positive_pair("kernel_size", kernel_size)
-    if isinstance(padding, str):
-        mode = padding.lower()
-        if mode == "valid":
-            return ((0, 0), (0, 0))
-        if mode == "same":
-            if _positive_pair("stride", stride) != (1, 1):
-                raise ValueError(
-                    f"padding: 'same' needs stride 1 (as torch.nn.Conv2d), got stride={stride!r}"
-                )
-            return ((kh - 1) // 2, kh - 1 - (kh - 1) // 2), ((kw - 1) // 2, kw - 1 - (kw - 1) // 2)
-        raise ValueError(f"padding: expected 'valid', 'same', an int or pairs, got {padding!r}")
-    if (
-        isinstance(padding, (tuple, list))
-        and len(padding) == 2
-        and all(isinstance(p, (tuple, list)) for p in padding)
-    ):
-        pads = (_pair("padding", tuple(padding[0])), _pair("padding", tuple(padding[1])))
-    else:
-        ph, pw = _pair("padding", padding)
-        pads = ((ph, ph), (pw, pw))
-    if min(pads[0] + pads[1]) < 0:
-        raise ValueError(f"padding: expected non-negative sizes, got {padding!r}")
-    return pads
-
-
-def pool_output_size(size: int, kernel_size: int, stride: int, ceil_mode: bool) -> int:
-    """Output length of a pooling window sweep, ``torch.nn.MaxPool2d``'s rule (no padding).
-
-    With ``ceil_mode`` a last, partial window is kept when it starts inside the
-    input.
-
-    Raises:
-        ValueError: when ``size < kernel_size``.
-    """
-    if size < kernel_size:
-        raise ValueError(
-            f"x: spatial size {size} is smaller than the pooling kernel_size {kernel_size}"
-        )
-    if ceil_mode:
-        out = -(-(size - kernel_size) // stride) + 1
-        if (out - 1) * stride >= size:
-            out -= 1
-        return out
-    return (size - kernel_size) // stride + 1
-
-
-def _check_input(x: torch.Tensor, channels: int, what: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"x: expected a 4-D tensor (N, C, H, W), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"x: expected a floating-point dtype, got {x.dtype}")
-    if x.shape[0] == 0:
-        raise ValueError(f"x: expected a batch of at least 1, got shape {tuple(x.shape)}")
-    if channels is not None and x.shape[1] != channels:
-        raise ValueError(
-            f"x: {what} expects {channels} input channels (dim 1 of N, C, H, W), "
-            f"got shape {tuple(x.shape)}"
-        )
-
-
-def _window_sum(x: torch.Tensor, kernel_size, stride, padding) -> torch.Tensor:
-    """Sum over every ``kH × kW`` window of ``x`` ``(N, G, H, W)``, zero padding ``(pad_h, pad_w)``.
-
-    Separable: ``kH`` strided row slices added, then ``kW`` column slices of
-    that. The window sum of the patch norm used to be ``avg_pool2d`` with
-    divisor 1 (a ones-kernel convolution is slower still); on the one-channel
-    tensors it sees here (one channel per group) that kernel does not
-    vectorise: at (1024, 1, 28, 28), k3, forward + backward took 15 ms
-    against 3.5 ms for the slices (eager CPU, 2 threads).
-    """
-    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    if ph or pw:
-        x = F.pad(x, (pw, pw, ph, ph))
-    h_span = (x.shape[2] - kh) // sh * sh + 1
-    w_span = (x.shape[3] - kw) // sw * sw + 1
-    rows = x[:, :, 0:h_span:sh]
-    for i in range(1, kh):
-        rows = rows + x[:, :, i : i + h_span : sh]
-    out = rows[:, :, :, 0:w_span:sw]
-    for j in range(1, kw):
-        out = out + rows[:, :, :, j : j + w_span : sw]
-    return out
-
-
-def _sharpen_forward(dot, norm, exponent, scale, eps: float, needs_grad: bool):
-    """:class:`_Sharpen`'s output and what its backward needs (``None`` without ``needs_grad``)."""
-    cos = torch.div(dot, norm).mul_(scale)
-    base = cos.abs().add_(eps)
-    sign = cos.sign()
-    # pow, not exp(e · log(base)): the latter's rounding grows with |e · log(base)|
-    # (float32: up to 7.6e-6 relative at base ~ 1e-12, against 6e-8 for pow).
-    out = torch.pow(base, exponent).mul_(sign)
-    if not needs_grad:
-        return out, None
-    # ∂out/∂dot = e · |out| / base · scale / norm; |out| as out · sign(c): 0 where c = 0.
-    slope = torch.mul(out, sign).div_(base).mul_(exponent * scale).div_(norm)
-    return out, (dot, out, base.log_(), slope, norm, scale)
-
-
-def _sharpen_backward(grad, saved, eps: float):
-    """:class:`_Sharpen`'s gradients wrt ``dot``, ``norm``, ``exponent`` and ``scale``."""
-    dot, out, log_base, slope, norm, scale = saved
-    grad_dot = grad * slope
-    # ∂out/∂norm = -∂out/∂dot · dot / norm and ∂out/∂scale = ∂out/∂dot · dot / scale:
-    # one product, summed over channels and over the batch and positions.
-    moment = grad_dot * dot
-    grad_norm = moment.sum(2, keepdim=True).div_(norm).neg_()
-    grad_scale = moment.sum((0, 3, 4), keepdim=True).div_(scale)
-    grad_exponent = (grad * out).mul_(log_base).sum((0, 3, 4), keepdim=True)
-    return grad_dot, grad_norm, grad_exponent, grad_scale
-
-
-class _Sharpen(torch.autograd.Function):
-    """``sign(c) · (|c| + eps) ** e`` with ``c = dot / norm · scale``, forward and backward by hand.
-
-    ``dot`` is ``(N, G, C_out // G, H', W')`` (the convolution with unit
-    kernels, ``s · k / ‖k‖``), ``norm`` is ``‖s‖ + q``, ``(N, G, 1, H', W')``,
-    ``exponent`` and ``scale`` (``‖k‖ / (‖k‖ + q)``) are ``(1, G, C_out // G, 1, 1)``.
-    Autograd through the plain expression makes about three times as many
-    passes over the largest tensors of the step (the division's backward
-    alone is five); here the power is one ``pow`` (accurate to an ulp; an
-    ``exp(e · log(|c| + eps))`` loses digits as ``|e · log|`` grows), the
-    log is kept for ``∂out/∂e = out · log(|c| + eps)``, the derivative
-    ``∂out/∂dot = e · |out| / (|c| + eps) · scale / norm`` (0 at ``c = 0``, torch's
-    and JAX's convention through ``sign``) is formed while the forward's
-    tensors are at hand, and ``∂out/∂norm``, ``∂out/∂scale`` are
-    ``∓∂out/∂dot · dot`` divided by ``norm`` and ``scale``. Not twice
-    differentiable: a backward with ``create_graph=True`` raises. The work is
-    done by the two functions in ``_KERNELS``.
-    """
-
-    @staticmethod
-    def forward(ctx, dot, norm, exponent, scale, eps):
-        out, saved = _KERNELS[0](dot, norm, exponent, scale, eps, any(ctx.needs_input_grad[:4]))
-        if saved is not None:
-            ctx.save_for_backward(*saved)
-            ctx.eps = eps
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        _refuse_double_backward("sharpened_cosine_similarity")
-        grad_dot, grad_norm, grad_exponent, grad_scale = _KERNELS[1](grad, ctx.saved_tensors, ctx.eps)
-        return grad_dot, grad_norm if ctx.needs_input_grad[1] else None, grad_exponent, grad_scale, None
-
-
-#: The forward and backward functions :class:`_Sharpen` runs (eager torch
-#: operations by default).
-_KERNELS = (_sharpen_forward, _sharpen_backward)
-
-
-def _refuse_double_backward(what: str) -> None:
-    """Raise when a backward runs with ``create_graph=True`` (grad mode on inside backward).
-
-    The hand-written backwards are not differentiable: their saved tensors
-    depend on the inputs, so treating the gradient as a constant would give
-    silently wrong second derivatives (``torch.autograd.function.once_differentiable``
-    only catches the case where the incoming gradient itself requires grad).
-    """
-    if torch.is_grad_enabled():
-        raise RuntimeError(
-            f"{what}: second-order gradients (create_graph=True, gradgradcheck, "
-            "Hessian-vector products) are not supported by scs_torch; compute them "
-            "with scs_jax (its custom VJPs are differentiable) or without create_graph"
-        )
-
-
-def _max_abs_pool_with_indices(x, kernel_size, stride, ceil_mode):
-    """MaxAbsPool's output and, per window, the flat ``H·W`` index of the element it returns."""
-    largest, at_largest = F.max_pool2d(x, kernel_size, stride, 0, 1, ceil_mode, True)
-    smallest_negated, at_smallest = F.max_pool2d(x.neg(), kernel_size, stride, 0, 1, ceil_mode, True)
-    keep = largest >= smallest_negated
-    return torch.where(keep, largest, smallest_negated.neg_()), torch.where(keep, at_largest, at_smallest)
-
-
-class _MaxAbsPool(torch.autograd.Function):
-    """``max_abs_pool``'s forward with both ``max_pool2d`` calls, and a one-pass backward.
-
-    The element each window returns is the first maximum of ``x`` (``+a``
-    wins the tie with ``-a``) or the first maximum of ``-x``, found by
-    ``max_pool2d`` exactly as the two-pool expression does; its index is kept
-    and the upstream gradient is scattered there once
-    (``max_pool2d_with_indices_backward``), instead of two scatters of full
-    size, their sum and the negation's backward.
-    """
-
-    @staticmethod
-    def forward(ctx, x, kernel_size, stride, ceil_mode):
-        out, indices = _max_abs_pool_with_indices(x, kernel_size, stride, ceil_mode)
-        ctx.save_for_backward(x, indices)
-        ctx.pool_args = (kernel_size, stride, ceil_mode)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, indices = ctx.saved_tensors
-        kernel_size, stride, ceil_mode = ctx.pool_args
-        grad_x = torch.ops.aten.max_pool2d_with_indices_backward(
-            grad, x, list(kernel_size), list(stride), [0, 0], [1, 1], ceil_mode, indices
-        )
-        return grad_x, None, None, None
-
-
 class _CosineMaxAbsPool(torch.autograd.Function):
     """MaxAbsPool of ``cos = dot / norm``, backward at the pooled resolution where it can be.
 
@@ -337,14 +101,14 @@ class _CosineMaxAbsPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, dot, norm, kernel_size, stride, ceil_mode):
         cos = (dot / norm).flatten(1, 2)
-        pooled, indices = _max_abs_pool_with_indices(cos, kernel_size, stride, ceil_mode)
+        pooled, indices = max_abs_pool_with_indices(cos, kernel_size, stride, ceil_mode)
         ctx.save_for_backward(cos, norm, pooled, indices)
         ctx.pool_args = (kernel_size, stride, ceil_mode)
         return pooled
 
     @staticmethod
     def backward(ctx, grad):
-        _refuse_double_backward("sharpened_cosine_similarity_max_abs_pool")
+        refuse_double_backward("sharpened_cosine_similarity_max_abs_pool")
         cos, norm, pooled, indices = ctx.saved_tensors
         kernel_size, stride, ceil_mode = ctx.pool_args
         n, groups, _, h, w = norm.shape
@@ -388,34 +152,12 @@ def _similarity_terms(x, weight, p, q, stride, padding, groups: int, eps: float,
     terms cancel where cosines are near 0 (measured float32 error of d/dq up
     to 3e-4 in JAX, 1.4e-4 in torch, over the property tests' draws).
     """
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"groups: expected a positive int, got {groups!r}")
-    if weight.dim() != 4:
-        raise ValueError(
-            f"weight: expected a 4-D tensor (C_out, C_in // groups, kH, kW), got shape {tuple(weight.shape)}"
-        )
-    out_channels, group_in, kh, kw = weight.shape
-    if tuple(p.shape) != (out_channels,):
-        raise ValueError(f"p: expected shape ({out_channels},) (one per output channel), got {tuple(p.shape)}")
-    if q.numel() != 1:
-        raise ValueError(f"q: expected one value (shape (1,)), got shape {tuple(q.shape)}")
-    eps = _check_eps(eps)
-    if out_channels % groups:
-        raise ValueError(
-            f"groups: out_channels ({out_channels}) must be divisible by groups, got groups={groups}"
-        )
-    _check_input(x, group_in * groups, what)
-    if x.dtype != weight.dtype:
-        raise TypeError(f"x: expected dtype {weight.dtype} (the weight's), got {x.dtype}")
-    sh, sw = _positive_pair("stride", stride)
-    (pt, pb), (pl, pr) = resolve_padding(padding, (kh, kw), (sh, sw))
-    n, c, h, w = x.shape
-    if h + pt + pb < kh or w + pl + pr < kw:
-        raise ValueError(
-            f"x: padded spatial size ({h + pt + pb}, {w + pl + pr}) is smaller than "
-            f"kernel_size ({kh}, {kw}); got input shape {tuple(x.shape)}"
-        )
-
+    groups, eps, (sh, sw), pads = check_similarity_arguments(
+        x, weight, p, q, stride, padding, groups, eps, what
+    )
+    (pt, pb), (pl, pr) = pads
+    out_channels, _, kh, kw = weight.shape
+    c = x.shape[1]
     if pt == pb and pl == pr:
         conv_padding = (pt, pl)
     else:
@@ -428,7 +170,7 @@ def _similarity_terms(x, weight, p, q, stride, padding, groups: int, eps: float,
     dot = F.conv2d(x, weight / kernel_length.reshape(-1, 1, 1, 1), None, (sh, sw), conv_padding, 1, groups)
     # ‖s‖²: squares summed over each group's channels, then over each window.
     square_sum = x.square().unflatten(1, (groups, c // groups)).sum(2)
-    patch_square = _window_sum(square_sum, (kh, kw), (sh, sw), conv_padding)
+    patch_square = window_sum(square_sum, (kh, kw), (sh, sw), conv_padding)
     patch_norm = (patch_square + eps).sqrt() + q_value  # (N, G, H', W')
 
     per_group = out_channels // groups
@@ -443,8 +185,8 @@ def sharpened_cosine_similarity(
     weight: torch.Tensor,
     p: torch.Tensor,
     q: torch.Tensor,
-    stride=1,
-    padding=0,
+    stride: Size = 1,
+    padding: Padding = 0,
     groups: int = 1,
     eps: float = EPS,
 ) -> torch.Tensor:
@@ -475,64 +217,45 @@ def sharpened_cosine_similarity(
         the message names the argument, the expected and the received value.
 
     The maths is the module docstring's; source: brohrer/sharpened_cosine_similarity_torch.
+
+    Examples:
+        >>> import torch
+        >>> x = torch.ones(1, 1, 4, 4)
+        >>> weight = torch.ones(2, 1, 3, 3)
+        >>> p, q = torch.full((2,), P_INIT), torch.full((1,), Q_INIT)  # exponent 2, floor 0.01
+        >>> y = sharpened_cosine_similarity(x, weight, p, q, padding=1)
+        >>> y.shape, y.dtype
+        (torch.Size([1, 2, 4, 4]), torch.float32)
+        >>> round(y[0, 0, 1, 1].item(), 4)  # patch = kernel: (9 / 3.01²)²
+        0.9868
     """
     dot, norm, exponent, scale = _similarity_terms(
         x, weight, p, q, stride, padding, groups, eps, "sharpened_cosine_similarity"
     )
-    return _Sharpen.apply(dot, norm, exponent, scale, eps).flatten(1, 2)
+    return Sharpen.apply(dot, norm, exponent, scale, eps).flatten(1, 2)
 
 
-def max_abs_pool(
-    x: torch.Tensor, kernel_size=2, stride=None, ceil_mode: bool = False
-) -> torch.Tensor:
-    """In each window, the element of largest magnitude, with its sign.
-
-    A tie between ``+a`` and ``-a`` returns ``+a`` (the reference compares
-    ``max(x) >= max(-x)``); among equal elements the gradient goes to the
-    first in row-major order, as ``torch.nn.MaxPool2d`` routes it.
-
-    Args:
-        x: ``(N, C, H, W)``, floating point.
-        kernel_size: int or pair.
-        stride: int or pair; ``None`` means ``kernel_size``.
-        ceil_mode: keep a last partial window at the bottom/right edge when it
-            starts inside the input (``torch.nn.MaxPool2d``'s rule).
-
-    Returns:
-        ``(N, C, H_out, W_out)``, the dtype of ``x``. NaNs propagate.
-
-    Raises:
-        TypeError, ValueError: naming the argument, the expected and received value.
-
-    Source: the ``MaxAbsPool2d`` of brohrer/sharpened_cosine_similarity_torch.
-    """
-    kh, kw = _positive_pair("kernel_size", kernel_size)
-    sh, sw = (kh, kw) if stride is None else _positive_pair("stride", stride)
-    if not isinstance(ceil_mode, bool):
-        raise TypeError(f"ceil_mode: expected a bool, got {ceil_mode!r}")
-    _check_input(x, None, "max_abs_pool")
-    pool_output_size(x.shape[2], kh, sh, ceil_mode)
-    pool_output_size(x.shape[3], kw, sw, ceil_mode)
-    if torch.is_grad_enabled() and x.requires_grad:
-        return _MaxAbsPool.apply(x, (kh, kw), (sh, sw), ceil_mode)
-    largest = F.max_pool2d(x, (kh, kw), (sh, sw), 0, 1, ceil_mode)
-    smallest_negated = F.max_pool2d(x.neg(), (kh, kw), (sh, sw), 0, 1, ceil_mode)
-    return torch.where(largest >= smallest_negated, largest, smallest_negated.neg_())
+def _check_pool_fits(
+    size: tuple[int, int], kernel_size: tuple[int, int], stride: tuple[int, int], ceil_mode: bool,
+    x_shape: tuple[int, ...],
+) -> None:
+    """Raise, naming ``pool_kernel_size``, where ``torch.nn.MaxPool2d`` finds no window in the layer's output ``size``."""
+    slack = (stride[0] - 1, stride[1] - 1) if ceil_mode else (0, 0)
+    if size[0] + slack[0] >= kernel_size[0] and size[1] + slack[1] >= kernel_size[1]:
+        return
+    bound = f"the layer's output size {tuple(size)}"
+    if ceil_mode:
+        bound += f" plus pool_stride - 1 ({size[0] + slack[0]}, {size[1] + slack[1]}) with ceil_mode"
+    raise ValueError(
+        f"pool_kernel_size: expected at most {bound} (input shape {tuple(x_shape)}), "
+        f"got {tuple(kernel_size)}"
+    )
 
 
 def sharpened_cosine_similarity_max_abs_pool(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    p: torch.Tensor,
-    q: torch.Tensor,
-    stride=1,
-    padding=0,
-    groups: int = 1,
-    eps: float = EPS,
-    *,
-    pool_kernel_size=2,
-    pool_stride=None,
-    ceil_mode: bool = False,
+    x: torch.Tensor, weight: torch.Tensor, p: torch.Tensor, q: torch.Tensor,
+    stride: Size = 1, padding: Padding = 0, groups: int = 1, eps: float = EPS, *,
+    pool_kernel_size: Size = 2, pool_stride: Size | None = None, ceil_mode: bool = False,
 ) -> torch.Tensor:
     """``max_abs_pool(sharpened_cosine_similarity(x, ...), ...)`` computed pool first.
 
@@ -543,13 +266,8 @@ def sharpened_cosine_similarity_max_abs_pool(
     to the first of equal elements, as :func:`max_abs_pool`) and sharpens only
     the pooled values: a quarter of the elementwise work for 2×2 windows, and
     the training step of the demo network about 1.5x faster on CPU. In exact
-    arithmetic the result is the two-step form's. In floating point the
-    sharpening can give different cosines values of equal magnitude (every
-    ``|c|`` far below ``eps`` gives ``±eps ** p``, since ``|c| + eps`` rounds
-    to ``eps``; ``p < 1`` in float32 merges neighbouring values): the
-    two-step form then breaks the tie by sign (``+a``) and position, this
-    one takes the largest ``|cos|``, so the output has the same magnitude
-    but can have the other sign, and the gradient goes to that element.
+    arithmetic the result is the two-step form's; how floating point can break
+    a tie the other way: the module docstring's "Pool first".
 
     Args:
         x, weight, p, q, stride, padding, groups, eps: as
@@ -566,23 +284,30 @@ def sharpened_cosine_similarity_max_abs_pool(
 
     Source: brohrer/sharpened_cosine_similarity_torch (the layer and its
     ``MaxAbsPool2d``); the reordering is this project's.
+
+    Examples:
+        >>> import torch
+        >>> x = torch.arange(49.0).sin().reshape(1, 1, 7, 7)
+        >>> weight = torch.arange(18.0).cos().reshape(2, 1, 3, 3)
+        >>> p, q = torch.full((2,), P_INIT), torch.full((1,), Q_INIT)
+        >>> y = sharpened_cosine_similarity_max_abs_pool(x, weight, p, q, ceil_mode=True)
+        >>> y.shape  # 7 - 3 + 1 = 5 positions, pooled 2 x 2 with ceil_mode
+        torch.Size([1, 2, 3, 3])
+        >>> two_step = max_abs_pool(sharpened_cosine_similarity(x, weight, p, q), 2, ceil_mode=True)
+        >>> torch.allclose(y, two_step)
+        True
     """
-    kh, kw = _positive_pair("pool_kernel_size", pool_kernel_size)
-    sh, sw = (kh, kw) if pool_stride is None else _positive_pair("pool_stride", pool_stride)
-    if not isinstance(ceil_mode, bool):
-        raise TypeError(f"ceil_mode: expected a bool, got {ceil_mode!r}")
+    kh, kw = positive_pair("pool_kernel_size", pool_kernel_size)
+    sh, sw = (kh, kw) if pool_stride is None else positive_pair("pool_stride", pool_stride)
+    check_ceil_mode(ceil_mode)
     dot, norm, exponent, scale = _similarity_terms(
         x, weight, p, q, stride, padding, groups, eps, "sharpened_cosine_similarity_max_abs_pool"
     )
-    if dot.shape[3] < kh or dot.shape[4] < kw:
-        raise ValueError(
-            f"pool_kernel_size: expected at most the layer's output size {tuple(dot.shape[3:])} "
-            f"(input shape {tuple(x.shape)}), got ({kh}, {kw})"
-        )
+    _check_pool_fits(tuple(dot.shape[3:]), (kh, kw), (sh, sw), ceil_mode, tuple(x.shape))
     if torch.is_grad_enabled() and (dot.requires_grad or norm.requires_grad):
         pooled = _CosineMaxAbsPool.apply(dot, norm, (kh, kw), (sh, sw), ceil_mode)
     else:
         pooled = max_abs_pool((dot / norm).flatten(1, 2), (kh, kw), (sh, sw), ceil_mode)
     # scale > 0 per channel: pooling dot / norm picks the elements pooling the cosines would.
     one = pooled.new_ones(())
-    return _Sharpen.apply(pooled.unflatten(1, exponent.shape[1:3]), one, exponent, scale, eps).flatten(1, 2)
+    return Sharpen.apply(pooled.unflatten(1, exponent.shape[1:3]), one, exponent, scale, eps).flatten(1, 2)

@@ -6,10 +6,13 @@ Flax NNX twins with the same parameters, initial distributions and maths.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from . import functional as SF
+from .shapes import Padding, Size, check_ceil_mode, check_eps, positive_int, positive_pair, resolve_padding
 
 __all__ = ["SharpenedCosineSimilarity2d", "MaxAbsPool2d"]
 
@@ -47,38 +50,49 @@ class SharpenedCosineSimilarity2d(nn.Module):
 
     Source: brohrer/sharpened_cosine_similarity_torch,
     https://github.com/brohrer/sharpened_cosine_similarity_torch .
+
+    Examples:
+        >>> import torch
+        >>> layer = SharpenedCosineSimilarity2d(1, 8, kernel_size=3, padding=1)
+        >>> layer
+        SharpenedCosineSimilarity2d(1, 8, kernel_size=(3, 3), stride=(1, 1), padding=((1, 1), (1, 1)), groups=1, eps=1e-12)
+        >>> x = torch.rand(2, 1, 6, 6)
+        >>> layer(x).shape
+        torch.Size([2, 8, 6, 6])
+        >>> layer(x, pool=MaxAbsPool2d(2)).shape  # pool(layer(x)), computed pool first
+        torch.Size([2, 8, 3, 3])
     """
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size,
-        stride=1,
-        padding=0,
+        kernel_size: Size,
+        stride: Size = 1,
+        padding: Padding = 0,
         groups: int = 1,
         eps: float = SF.EPS,
-        device=None,
-        dtype=None,
-    ):
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        in_channels = positive_int("in_channels", in_channels)
+        out_channels = positive_int("out_channels", out_channels)
+        groups = positive_int("groups", groups)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"groups: in_channels ({in_channels}) and out_channels ({out_channels}) "
                 f"must both be divisible by groups, got groups={groups}"
             )
-        eps = SF._check_eps(eps)
+        eps = check_eps(eps)
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.kernel_size = SF._positive_pair("kernel_size", kernel_size)
-        self.stride = SF._positive_pair("stride", stride)
-        self.padding = SF.resolve_padding(padding, self.kernel_size, self.stride)
+        self.kernel_size = positive_pair("kernel_size", kernel_size)
+        self.stride = positive_pair("stride", stride)
+        self.padding = resolve_padding(padding, self.kernel_size, self.stride)
         self.groups = groups
-        self.eps = float(eps)
-        factory = {"device": device, "dtype": dtype}
+        self.eps = eps
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(
             torch.empty((out_channels, in_channels // groups, *self.kernel_size), **factory)
         )
@@ -123,18 +137,28 @@ class MaxAbsPool2d(nn.Module):
 
     Ties ``+a``/``-a`` return ``+a``. Args as ``nn.MaxPool2d`` (no padding):
     ``kernel_size`` (int or pair), ``stride`` (default ``kernel_size``),
-    ``ceil_mode``. See :func:`scs_torch.functional.max_abs_pool`.
+    ``ceil_mode``. See :func:`scs_torch.functional.max_abs_pool`; output sizes
+    are ``nn.MaxPool2d``'s, also with ``ceil_mode`` on inputs smaller than
+    the kernel.
 
     Source: brohrer/sharpened_cosine_similarity_torch.
+
+    Examples:
+        >>> import torch
+        >>> pool = MaxAbsPool2d(2, ceil_mode=True)
+        >>> pool
+        MaxAbsPool2d(kernel_size=(2, 2), stride=(2, 2), ceil_mode=True)
+        >>> pool(torch.tensor([[[[1.0, -2.0, 0.5], [0.0, 1.5, -3.0]]]]))
+        tensor([[[[-2., -3.]]]])
+        >>> pool(torch.ones(1, 1, 1, 1)).shape  # as nn.MaxPool2d(2, ceil_mode=True)
+        torch.Size([1, 1, 1, 1])
     """
 
-    def __init__(self, kernel_size, stride=None, ceil_mode: bool = False):
+    def __init__(self, kernel_size: Size, stride: Size | None = None, ceil_mode: bool = False) -> None:
         super().__init__()
-        self.kernel_size = SF._positive_pair("kernel_size", kernel_size)
-        self.stride = self.kernel_size if stride is None else SF._positive_pair("stride", stride)
-        if not isinstance(ceil_mode, bool):
-            raise TypeError(f"ceil_mode: expected a bool, got {ceil_mode!r}")
-        self.ceil_mode = ceil_mode
+        self.kernel_size = positive_pair("kernel_size", kernel_size)
+        self.stride = self.kernel_size if stride is None else positive_pair("stride", stride)
+        self.ceil_mode = check_ceil_mode(ceil_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return SF.max_abs_pool(x, self.kernel_size, self.stride, self.ceil_mode)

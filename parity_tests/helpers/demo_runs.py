@@ -71,8 +71,8 @@ class StopAfter:
 
 
 def make_record(framework="torch", run_index=0, final_errors=None, *,
-                dataset="fashion_mnist", version="v1", n_epochs=3, seed=None):
-    """A small valid record whose last epoch has test_error final_errors."""
+                dataset="fashion_mnist", version="v1", n_epochs=3, seed=None, settings=None):
+    """A small valid record whose last epoch has test_error final_errors (``settings``: extra settings)."""
     final = 10.0 if final_errors is None else final_errors
     epochs = []
     for e in range(1, n_epochs + 1):
@@ -86,7 +86,8 @@ def make_record(framework="torch", run_index=0, final_errors=None, *,
         "schema": 1, "dataset": dataset, "version": version,
         "framework": framework, "run_index": run_index,
         "seed": run_index if seed is None else seed,
-        "settings": {"epochs": n_epochs, "batch_size": REFERENCE.batch_size, "max_lr": REFERENCE.max_lr},
+        "settings": {"epochs": n_epochs, "batch_size": REFERENCE.batch_size, "max_lr": REFERENCE.max_lr,
+                     **(settings or {})},
         "epochs": epochs,
         "started": "2026-01-01T00:00:00+00:00",
         "finished": "2026-01-01T00:01:00+00:00",

@@ -245,9 +245,9 @@ def output_shape(torch_layer, x_shape, pool=None):
     h, w = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
     if pool is not None:
         kernel, stride, ceil_mode = pool
-        (ph, pw), (qh, qw) = (v if isinstance(v, tuple) else (v, v) for v in (kernel, stride))
-        h = scs_torch.functional.pool_output_size(h, ph, qh, ceil_mode)
-        w = scs_torch.functional.pool_output_size(w, pw, qw, ceil_mode)
+        (ph, pw), (qh, qw) = (scs_torch.shapes.pair(name, v) for name, v in (("kernel", kernel), ("stride", stride)))
+        h = scs_torch.shapes.pool_output_size(h, ph, qh, ceil_mode)
+        w = scs_torch.shapes.pool_output_size(w, pw, qw, ceil_mode)
     return (n, torch_layer.out_channels, h, w)
 
 

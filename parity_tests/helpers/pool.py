@@ -49,3 +49,12 @@ def expected_size(size, kernel, stride, ceil_mode):
         out = int(np.ceil((size - kernel) / stride)) + 1
         return out - 1 if (out - 1) * stride >= size else out
     return (size - kernel) // stride + 1
+
+
+def max_pool2d_size(size, kernel, stride, ceil_mode):
+    """The output length of ``torch.nn.MaxPool2d`` itself on a ``size x size`` input; None where it raises."""
+    try:
+        out = torch.nn.MaxPool2d(kernel, stride, ceil_mode=ceil_mode)(torch.zeros(1, 1, size, size))
+    except RuntimeError:
+        return None
+    return out.shape[-1]
