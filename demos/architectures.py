@@ -7,6 +7,10 @@ build transposes NHWC to NCHW before flattening) so that the Linear layer's
 weights are the same numbers in both. Each demo's registry entry
 (:mod:`demos.registry`) names its network.
 
+Blocks beyond a plain chain of layers are specs too: :class:`Scale` (a learned
+scalar gain) and :class:`Residual` (the sum of two branches, each a tuple of
+specs). The gallery's networks (:mod:`demos.gallery`) are built from them.
+
 Sources: the reference networks of brohrer/sharpened_cosine_similarity_torch
 (``demo_fashion_mnist.py``, ``demo_cifar10.py``).
 """
@@ -22,7 +26,11 @@ __all__ = [
     "MaxPool",
     "Flatten",
     "Linear",
+    "Scale",
+    "check_scale_arrays",
+    "Residual",
     "Architecture",
+    "spec_parameter_count",
     "FASHION_MNIST",
     "CIFAR10",
     "plain_conv_variant",
@@ -85,6 +93,67 @@ class Linear:
 
 
 @dataclass(frozen=True)
+class Scale:
+    """A learned scalar gain ``y = alpha * x``, ``alpha`` starting at ``init`` (one parameter).
+
+    The SCS layer of brohrer/sharpened-cosine-similarity of April 2022 (commit
+    22031f1, used by the gallery's ``fashion_90_2764.py``) multiplied its
+    output by such a per-layer ``alpha`` (initial value 10). Placed after a
+    MaxAbsPool it computes the same function as before it, since
+    ``maxabspool(alpha * x) = alpha * maxabspool(x)`` for every real ``alpha``
+    (a ``+a``/``-a`` tie aside when ``alpha < 0``); the gallery networks put it
+    there so that the SCS layer and its pool still run fused.
+    """
+
+    init: float = 10.0
+
+
+def check_scale_arrays(layer, arrays: dict, shape: tuple) -> None:
+    """Raise ``ValueError`` unless ``arrays`` is ``{"weight": array of shape}``, the numpy form
+    of a built :class:`Scale` ``layer`` (either framework's)."""
+    got = {k: tuple(getattr(v, "shape", ())) for k, v in arrays.items()}
+    if got != {"weight": shape}:
+        raise ValueError(f"arrays: expected {{'weight': {shape}}} for {type(layer).__name__}, got {got}")
+
+
+@dataclass(frozen=True)
+class Residual:
+    """``body(x) + shortcut(x)``: two branches of specs from the same input, summed.
+
+    Args:
+        body: the main branch, a non-empty tuple of specs.
+        shortcut: the other branch; empty (the default) is the identity.
+            Both branches must give the same shape.
+    """
+
+    body: tuple
+    shortcut: tuple = ()
+
+    def __post_init__(self):
+        for name in ("body", "shortcut"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple):
+                raise TypeError(f"Residual.{name}: expected a tuple of layer specs, got {value!r}")
+        if not self.body:
+            raise ValueError("Residual.body: expected at least one layer spec, got ()")
+
+
+def spec_parameter_count(spec) -> int:
+    """Trainable scalars of one layer spec (SCS: weight + p + q; Conv/Linear: weight + bias;
+    Scale: 1; Residual: both branches; pools and Flatten: 0)."""
+    if isinstance(spec, (SCS, Conv)):
+        weights = spec.out_channels * (spec.in_channels // spec.groups) * spec.kernel_size**2
+        return weights + spec.out_channels + (1 if isinstance(spec, SCS) else 0)
+    if isinstance(spec, Linear):
+        return spec.in_features * spec.out_features + spec.out_features
+    if isinstance(spec, Scale):
+        return 1
+    if isinstance(spec, Residual):
+        return sum(spec_parameter_count(s) for s in spec.body + spec.shortcut)
+    return 0
+
+
+@dataclass(frozen=True)
 class Architecture:
     """A demo network: its input ``(C, H, W)``, class count and layer specs."""
 
@@ -94,18 +163,8 @@ class Architecture:
     layers: tuple
 
     def parameter_count(self) -> int:
-        """Number of trainable scalars (SCS: weight + p + q; Conv/Linear: weight + bias)."""
-        total = 0
-        for layer in self.layers:
-            if isinstance(layer, SCS):
-                total += layer.out_channels * (layer.in_channels // layer.groups) * layer.kernel_size**2
-                total += layer.out_channels + 1
-            elif isinstance(layer, Conv):
-                total += layer.out_channels * (layer.in_channels // layer.groups) * layer.kernel_size**2
-                total += layer.out_channels
-            elif isinstance(layer, Linear):
-                total += layer.in_features * layer.out_features + layer.out_features
-        return total
+        """Number of trainable scalars (see :func:`spec_parameter_count`)."""
+        return sum(spec_parameter_count(layer) for layer in self.layers)
 
 
 #: SCS 1→8 (k3, pad 0) → pool → SCS 8→16 (k3, pad 1) → pool → SCS 16→32 (k3, pad 1)

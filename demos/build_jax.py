@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from scs_jax import MaxAbsPool, SharpenedCosineSimilarity
+from scs_jax import convert as jax_convert
 from scs_jax import functional as SF
 
 from . import architectures as A
 
 __all__ = [
-    "build_jax_model", "parameter_layers", "PoolFusingSequential", "FlattenChannelsFirst", "MaxPool",
-    "torch_default_init",
+    "build_jax_model", "parameter_layers", "layer_to_numpy", "layer_from_numpy",
+    "canonical_parameters", "PoolFusingSequential", "FlattenChannelsFirst", "MaxPool",
+    "Scale", "Residual", "torch_default_init",
 ]
 
 
@@ -84,6 +87,31 @@ class MaxPool(nnx.Module):
         return nnx.max_pool(x, (k, k), (s, s), ((0, pads[0]), (0, pads[1])))
 
 
+class Scale(nnx.Module):
+    """``alpha * x`` with one learned scalar ``alpha`` (``weight``, shape ``(1,)``).
+
+    The twin of ``build_torch.Scale``; spec :class:`demos.architectures.Scale`.
+    """
+
+    def __init__(self, init: float, *, param_dtype=jnp.float32):
+        self.weight = nnx.Param(jnp.full((1,), init, param_dtype))
+
+    def __call__(self, x):
+        return self.weight[...] * x
+
+
+class Residual(nnx.Module):
+    """``body(x) + shortcut(x)``, each branch a :class:`PoolFusingSequential` (an empty
+    shortcut is the identity). The twin of ``build_torch.Residual``; spec
+    :class:`demos.architectures.Residual`."""
+
+    def __init__(self, body: nnx.Sequential, shortcut: nnx.Sequential):
+        self.body, self.shortcut = body, shortcut
+
+    def __call__(self, x):
+        return self.body(x) + self.shortcut(x)
+
+
 def _build_layer(spec, param_dtype, rngs: nnx.Rngs):
     if isinstance(spec, A.SCS):
         return SharpenedCosineSimilarity(
@@ -109,6 +137,11 @@ def _build_layer(spec, param_dtype, rngs: nnx.Rngs):
             spec.in_features, spec.out_features, kernel_init=init, bias_init=init,
             param_dtype=param_dtype, rngs=rngs,
         )
+    if isinstance(spec, A.Scale):
+        return Scale(spec.init, param_dtype=param_dtype)
+    if isinstance(spec, A.Residual):
+        return Residual(_build_chain(spec.body, param_dtype, rngs),
+                        _build_chain(spec.shortcut, param_dtype, rngs))
     raise TypeError(f"spec: unknown layer spec {spec!r}")
 
 
@@ -116,12 +149,47 @@ def build_jax_model(
     architecture: A.Architecture, *, rngs: nnx.Rngs, param_dtype=jnp.float32
 ) -> PoolFusingSequential:
     """The architecture as a :class:`PoolFusingSequential`: input ``(N, H, W, C)`` -> logits ``(N, classes)``."""
-    return PoolFusingSequential(*(_build_layer(spec, param_dtype, rngs) for spec in architecture.layers))
+    return _build_chain(architecture.layers, param_dtype, rngs)
+
+
+def _build_chain(specs: tuple, param_dtype, rngs: nnx.Rngs) -> PoolFusingSequential:
+    return PoolFusingSequential(*(_build_layer(spec, param_dtype, rngs) for spec in specs))
 
 
 def parameter_layers(model: nnx.Sequential) -> list:
-    """The layers that hold parameters, in order (pairs with ``build_torch.parameter_layers``)."""
-    return [
-        layer for layer in model.layers
-        if isinstance(layer, (SharpenedCosineSimilarity, nnx.Linear, nnx.Conv))
-    ]
+    """The layers that hold parameters, in order, inside blocks too: a :class:`Residual`'s
+    body, then its shortcut (pairs with ``build_torch.parameter_layers``)."""
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, Residual):
+            layers += parameter_layers(layer.body) + parameter_layers(layer.shortcut)
+        elif isinstance(layer, (SharpenedCosineSimilarity, nnx.Linear, nnx.Conv, Scale)):
+            layers.append(layer)
+    return layers
+
+
+def layer_to_numpy(layer) -> dict[str, np.ndarray]:
+    """``scs_jax.convert.to_numpy``, and the demos' own :class:`Scale` (``{"weight": (1,)}``)."""
+    if isinstance(layer, Scale):
+        return {"weight": np.array(layer.weight[...])}
+    return jax_convert.to_numpy(layer)
+
+
+def layer_from_numpy(layer, arrays: dict) -> None:
+    """``scs_jax.convert.from_numpy`` (in place), and the demos' own :class:`Scale`.
+
+    Raises:
+        ValueError: ``arrays`` do not hold the layer's tensors with its shapes.
+    """
+    if isinstance(layer, Scale):
+        A.check_scale_arrays(layer, arrays, tuple(layer.weight[...].shape))
+        layer.weight[...] = jnp.asarray(arrays["weight"], layer.weight[...].dtype)
+    else:
+        jax_convert.from_numpy(layer, arrays)
+
+
+def canonical_parameters(model: nnx.Sequential) -> dict[str, np.ndarray]:
+    """``model``'s parameters as canonical numpy, ``{"<i>.<name>": array}``: the ``i``-th of
+    :func:`parameter_layers` and the converters' name, in torch's layout."""
+    return {f"{i}.{name}": value for i, layer in enumerate(parameter_layers(model))
+            for name, value in layer_to_numpy(layer).items()}

@@ -1,7 +1,8 @@
 """The demos' command line: one parser for every dataset and framework.
 
-The defaults are the demo's recipe (its entry in :mod:`demos.registry`,
-:mod:`demos.recipe`); the framework's trainer adds its own flags (torch's
+The defaults are the recipe of the network ``--arch`` selects (the demo's
+entries in :mod:`demos.registry`, :mod:`demos.gallery`, :mod:`demos.recipe`;
+``reference`` by default); the framework's trainer adds its own flags (torch's
 ``--device`` and ``--compile``). The argument types check every value before
 anything is loaded; ``compare_frameworks.py`` uses them too.
 """
@@ -12,13 +13,13 @@ import argparse
 import math
 
 from . import registry, trainers
-from .augment import CIFAR_CROP_PADDING
 from .claims import DEFAULT_LEASE_SECONDS
 from .recipe import Recipe
 from .records import validate_version
 
 __all__ = ["MAX_SEED", "MAX_LEARNING_RATE", "positive_int", "non_negative_int", "seed",
-           "positive_float", "learning_rate", "lease_seconds", "version", "parse_args"]
+           "positive_float", "learning_rate", "label_smoothing", "lease_seconds", "version",
+           "parse_args"]
 
 #: Seeds stay below 2**62 so that seed + run index fits every RNG's seed type
 #: (torch.manual_seed and JAX's keys take 64-bit integers).
@@ -65,6 +66,13 @@ def learning_rate(text: str) -> float:
     return value
 
 
+def label_smoothing(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
 def lease_seconds(text: str) -> float:
     value = positive_float(text)
     if value < 1:
@@ -82,8 +90,12 @@ def version(text: str) -> str:
 def parse_args(dataset: str, framework: str, argv=None, *, prog: str | None = None) -> argparse.Namespace:
     """The demo's command line (``--help`` explains every flag).
 
+    Besides the flags, ``args.parameters`` is the parameter count of the
+    network ``--arch`` selects (recorded with each run).
+
     Args:
-        dataset: a dataset of :mod:`demos.registry`; its recipe gives the defaults.
+        dataset: a dataset of :mod:`demos.registry`; the recipe of its entry that
+            ``--arch`` names gives the defaults.
         framework: a framework of :mod:`demos.trainers` (its trainer is imported
             to add its flags).
         argv: the arguments; ``None``: ``sys.argv[1:]``.
@@ -93,17 +105,26 @@ def parse_args(dataset: str, framework: str, argv=None, *, prog: str | None = No
         SystemExit: bad arguments (status 2, with argparse's message) or ``--help``.
     """
     demo = registry.get(dataset)
+    entries = demo.entries()
+    # --arch first: the network it names gives every other flag its default.
+    prog = prog or f"demos/{dataset}_{framework}.py"
+    arch_parser = argparse.ArgumentParser(prog=prog, add_help=False)
+    _add_arch_argument(arch_parser, entries)
+    entry = entries[arch_parser.parse_known_args(argv)[0].arch]
     parser = argparse.ArgumentParser(
-        prog=prog or f"demos/{dataset}_{framework}.py",
+        prog=prog,
         description=(
-            f"Train the reference SCS network on {dataset} with {framework}, run after run, "
-            f"and append each completed run to results/{dataset}/VERSION/{framework}/. "
-            "Stop it any time with Ctrl-C; completed runs are kept and a restart appends."
+            f"Train an SCS network on {dataset} with {framework} (the reference network, or "
+            f"the one --arch names), run after run, and append each completed run to "
+            f"results/{dataset}/VERSION/{framework}/. Stop it any time with Ctrl-C; completed "
+            "runs are kept and a restart appends. The defaults shown are those of --arch "
+            f"{entry.name}; each network has its own recipe."
         ),
     )
-    _add_run_arguments(parser, demo.recipe)
+    _add_arch_argument(parser, entries)
+    _add_run_arguments(parser, entry.recipe)
     _add_input_output_arguments(parser)
-    _add_augmentation_arguments(parser)
+    _add_augmentation_arguments(parser, entry.recipe)
     _add_worker_arguments(parser)
     parser.add_argument("--init-from", choices=trainers.FRAMEWORKS, default=framework,
                         help="draw each run's initial parameters as this framework's demo does for "
@@ -113,7 +134,16 @@ def parse_args(dataset: str, framework: str, argv=None, *, prog: str | None = No
     args = parser.parse_args(argv)
     if args.no_checksum and args.data_dir is None:
         parser.error("--no-checksum needs --data-dir (it only applies to local files)")
+    args.parameters = entry.architecture.parameter_count()
     return args
+
+
+def _add_arch_argument(parser: argparse.ArgumentParser, entries: dict) -> None:
+    listing = "; ".join(f"{name}: {entry.architecture.parameter_count():,} parameters"
+                        for name, entry in entries.items())
+    parser.add_argument("--arch", choices=tuple(entries), default=next(iter(entries)),
+                        help=f"the network to train, with its own recipe as the defaults of the "
+                             f"other flags ({listing}; default: %(default)s)")
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser, recipe: Recipe) -> None:
@@ -131,6 +161,10 @@ def _add_run_arguments(parser: argparse.ArgumentParser, recipe: Recipe) -> None:
                         help="peak learning rate of the one-cycle schedule (default: %(default)s)")
     parser.add_argument("--seed", type=seed, default=recipe.seed,
                         help="base seed; run N uses seed + N (default: %(default)s)")
+    parser.add_argument("--label-smoothing", type=label_smoothing, default=recipe.label_smoothing,
+                        help="label smoothing eps of the training loss, in [0, 1): cross-entropy "
+                             "against (1 - eps) one-hot + eps / classes; the test loss is plain "
+                             "cross-entropy (default: %(default)s)")
 
 
 def _add_input_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -152,16 +186,21 @@ def _add_input_output_arguments(parser: argparse.ArgumentParser) -> None:
                         help="hide the progress bars (also TFDS's while it builds a dataset)")
 
 
-def _add_augmentation_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--random-crop", action="store_true",
-                        help=f"augment the training images (CIFAR-10's recipe): a random crop of "
-                             f"the image zero-padded by {CIFAR_CROP_PADDING} pixels, offsets drawn "
-                             "per image and epoch from the run's seed, the same in torch and JAX; "
-                             "the test set is never augmented (default: off)")
-    parser.add_argument("--hflip", action="store_true",
-                        help="augment the training images (CIFAR-10's recipe): mirror each one "
-                             "left to right with probability 0.5, drawn per image and epoch from "
-                             "the run's seed, the same in torch and JAX (default: off)")
+def _add_augmentation_arguments(parser: argparse.ArgumentParser, recipe: Recipe) -> None:
+    on_off = {True: "on", False: "off"}
+    parser.add_argument("--random-crop", action=argparse.BooleanOptionalAction,
+                        default=recipe.random_crop,
+                        help=f"augment the training images: a random crop of the image "
+                             f"zero-padded by --crop-padding pixels, offsets drawn per image and "
+                             "epoch from the run's seed, the same in torch and JAX; the test set "
+                             f"is never augmented (default: {on_off[recipe.random_crop]})")
+    parser.add_argument("--crop-padding", type=positive_int, default=recipe.crop_padding,
+                        help="the zero padding --random-crop cuts its crops from "
+                             "(default: %(default)s)")
+    parser.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=recipe.hflip,
+                        help="augment the training images: mirror each one left to right with "
+                             "probability 0.5, drawn per image and epoch from the run's seed, "
+                             f"the same in torch and JAX (default: {on_off[recipe.hflip]})")
 
 
 def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:

@@ -32,7 +32,8 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only
     from .data import ImageDataset
 
 __all__ = ["Recipe", "REFERENCE", "COMPARISON", "COMPARISON_RUNS", "RUN_SETTINGS",
-           "COMPARED_SETTINGS", "SETTINGS_BEFORE_THEY_EXISTED", "saved_setting", "augmentation", "run_settings",
+           "COMPARED_SETTINGS", "SETTINGS_BEFORE_THEY_EXISTED", "saved_setting", "run_arch",
+           "augmentation", "run_settings",
            "data_fingerprint"]
 
 
@@ -45,12 +46,22 @@ class Recipe:
         batch_size: examples per batch.
         max_lr: the one-cycle schedule's peak learning rate.
         seed: the base seed; run ``N`` uses ``seed + N``.
+        label_smoothing: the training loss's label smoothing ε in [0, 1)
+            (cross-entropy against ``(1 - ε) one_hot + ε / classes``; 0: plain).
+        random_crop: whether training images are randomly cropped (``--random-crop``).
+        crop_padding: the zero padding around the image that the crops are cut
+            from (``--crop-padding``; :data:`demos.augment.CIFAR_CROP_PADDING`, 4, by default).
+        hflip: whether training images are mirrored with probability 0.5 (``--hflip``).
     """
 
     epochs: int
     batch_size: int
     max_lr: float
     seed: int = 0
+    label_smoothing: float = 0.0
+    random_crop: bool = False
+    crop_padding: int = 4
+    hflip: bool = False
 
 
 #: The reference's recipe: batch 1024, Adam + one-cycle peaking at 0.01, 100 epochs a run.
@@ -68,7 +79,8 @@ RUN_SETTINGS = {
     "steps_per_epoch": "--batch-size / the data", "train_examples": "--limit-train / the data",
     "test_examples": "--limit-test / the data", "dtype": None,
     "data_sha256": "--data-dir / --limit-train / --limit-test (the data differ)",
-    "random_crop_padding": "--random-crop", "hflip": "--hflip", "init_from": "--init-from",
+    "random_crop_padding": "--random-crop / --crop-padding", "hflip": "--hflip",
+    "arch": "--arch", "label_smoothing": "--label-smoothing", "init_from": "--init-from",
 }
 
 #: The settings runs must share to be compared: all of :data:`RUN_SETTINGS` but the
@@ -80,7 +92,14 @@ COMPARED_SETTINGS = tuple(key for key in RUN_SETTINGS if key not in ("data_sha25
 #: What a record or checkpoint written before a setting existed means by its absence.
 #: (A trainer's own settings, such as ``torch_compile``, are recorded but never
 #: compared: they change float rounding, not the maths.)
-SETTINGS_BEFORE_THEY_EXISTED = {"random_crop_padding": 0, "hflip": False}
+SETTINGS_BEFORE_THEY_EXISTED = {"random_crop_padding": 0, "hflip": False, "arch": "reference",
+                                "label_smoothing": 0.0}
+
+
+def run_arch(record: dict) -> str:
+    """The ``--arch`` a saved run or checkpoint record was trained with (``reference`` before
+    records said)."""
+    return saved_setting(record, "arch")
 
 
 def saved_setting(record: dict, key: str):
@@ -100,10 +119,10 @@ def saved_setting(record: dict, key: str):
 
 def augmentation(args: argparse.Namespace, data: ImageDataset, seed: int) -> AugmentPlan:
     """The run's augmentation as ``--random-crop`` / ``--hflip`` ask (a plan doing nothing without them)."""
-    from .augment import CIFAR_CROP_PADDING, AugmentPlan
+    from .augment import AugmentPlan
 
     return AugmentPlan(len(data.train_labels), tuple(data.train_images.shape[1:3]), seed,
-                       crop_padding=CIFAR_CROP_PADDING if args.random_crop else 0,
+                       crop_padding=args.crop_padding if args.random_crop else 0,
                        hflip=args.hflip)
 
 
@@ -111,8 +130,11 @@ def run_settings(args: argparse.Namespace, data: ImageDataset, seed: int, data_s
     """The ``settings`` of a run's record: everything that decides its numbers.
 
     ``random_crop_padding`` (0: no crop) and ``hflip`` record the augmentation,
+    ``arch`` the network (``--arch``), ``parameters`` its parameter count and
+    ``label_smoothing`` the training loss's ε,
     ``init_from`` the framework whose initialisation drew the starting
-    parameters (``--init-from``); the trainer adds its own (:meth:`demos.trainers.Trainer.framework_settings`).
+    parameters (``--init-from``); the trainer adds its own
+    (:meth:`demos.trainers.Trainer.framework_settings`).
     """
     from .batch_plan import BatchPlan
     from .optim import OneCycle
@@ -126,6 +148,7 @@ def run_settings(args: argparse.Namespace, data: ImageDataset, seed: int, data_s
         "train_examples": len(data.train_labels), "test_examples": len(data.test_labels),
         "dtype": "float32", "data_source": data.source, "data_sha256": data_sha256,
         **augmentation(args, data, seed).settings(), "init_from": args.init_from,
+        "arch": args.arch, "parameters": args.parameters, "label_smoothing": args.label_smoothing,
     }
 
 

@@ -20,12 +20,16 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from .architectures import CIFAR10, FASHION_MNIST, Architecture
+from .gallery import CIFAR10_ENTRIES, FASHION_MNIST_ENTRIES, Entry
 from .recipe import REFERENCE, Recipe
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
     from .data import ImageDataset
 
-__all__ = ["Demo", "DEMOS", "names", "get", "load_dataset"]
+__all__ = ["Demo", "DEMOS", "REFERENCE_ARCH", "names", "get", "load_dataset"]
+
+#: The ``--arch`` name of each demo's own network (the default).
+REFERENCE_ARCH = "reference"
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,11 @@ class Demo:
             ``load(data_dir=None, *, tfds_data_dir=None, verify_checksum=True)``
             returning a :class:`~demos.data.ImageDataset` named ``name``, and
             ``LOCAL_FILES``, what ``--data-dir`` holds for it.
-        architecture: the network trained on it (:mod:`demos.architectures`).
+        architecture: the network trained on it by default (``--arch reference``,
+            :mod:`demos.architectures`).
         recipe: its default epochs, batch size, peak learning rate and seed.
+        gallery: the other networks ``--arch`` selects, each with its recipe
+            (:class:`demos.gallery.Entry`).
     """
 
     name: str
@@ -49,6 +56,24 @@ class Demo:
     loader: str
     architecture: Architecture
     recipe: Recipe = REFERENCE
+    gallery: tuple[Entry, ...] = ()
+
+    def entries(self) -> dict[str, Entry]:
+        """``--arch`` name -> entry: ``reference`` (this demo's network and recipe) first."""
+        reference = Entry(REFERENCE_ARCH, self.architecture, self.recipe,
+                          notes="the reference network of brohrer/sharpened_cosine_similarity_torch")
+        return {REFERENCE_ARCH: reference, **{entry.name: entry for entry in self.gallery}}
+
+    def entry(self, arch: str) -> Entry:
+        """The entry ``--arch arch`` selects.
+
+        Raises:
+            ValueError: unknown ``arch`` (the message names the dataset and lists the choices).
+        """
+        entries = self.entries()
+        if not isinstance(arch, str) or arch not in entries:
+            raise ValueError(f"arch: expected one of {', '.join(entries)} for {self.name}, got {arch!r}")
+        return entries[arch]
 
     def loader_module(self) -> ModuleType:
         """:attr:`loader`, imported now if it was not yet."""
@@ -62,8 +87,9 @@ class Demo:
 #: The demos by name, in the order tables, plots and choices list them.
 DEMOS: dict[str, Demo] = {
     demo.name: demo for demo in (
-        Demo("fashion_mnist", "Fashion-MNIST", "demos.data.fashion_mnist", FASHION_MNIST),
-        Demo("cifar10", "CIFAR-10", "demos.data.cifar10", CIFAR10),
+        Demo("fashion_mnist", "Fashion-MNIST", "demos.data.fashion_mnist", FASHION_MNIST,
+             gallery=FASHION_MNIST_ENTRIES),
+        Demo("cifar10", "CIFAR-10", "demos.data.cifar10", CIFAR10, gallery=CIFAR10_ENTRIES),
     )
 }
 

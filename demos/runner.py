@@ -57,7 +57,7 @@ from .cli import parse_args
 from .data import DataUnavailableError, ImageDataset
 from .data.tfds_idx import silence_progress_bars
 from .optim import OneCycle
-from .recipe import augmentation, data_fingerprint, run_settings
+from .recipe import augmentation, data_fingerprint, run_arch, run_settings
 from .records import SCHEMA_VERSION
 from .resume import claim_next
 from .stats import summarize
@@ -94,6 +94,7 @@ def main(dataset: str, framework: str, argv=None, *, prog: str | None = None) ->
     if args.workers > 1:
         return workers.launch(dataset, framework, sys.argv[1:] if argv is None else argv, args)
     demo = registry.get(dataset)
+    print(f"{dataset} --arch {args.arch}: {args.parameters:,} parameters", flush=True)
     try:
         _report_earlier_runs(dataset, framework, args)
         data = _load_data(demo, args)
@@ -115,9 +116,16 @@ def main(dataset: str, framework: str, argv=None, *, prog: str | None = None) ->
 
 
 def _report_earlier_runs(dataset: str, framework: str, args: argparse.Namespace) -> None:
-    """Refuses a damaged results folder before any training; names the runs appended to."""
+    """Refuses a damaged results folder, or one of runs of another ``--arch``, before any
+    training; names the runs appended to."""
     results_store.check_appendable(dataset, args.version, framework, args.results_dir)
     previous = results_store.load_runs(dataset, args.version, framework, args.results_dir)
+    others = sorted({run_arch(r) for r in previous} - {args.arch})
+    if others:
+        raise _CommandError(
+            f"{results_store.run_dir(dataset, args.version, framework, args.results_dir)} holds "
+            f"runs of --arch {', '.join(others)}, not {args.arch}: a version keeps one "
+            "network; choose another version for this one")
     if previous:
         summary = summarize(previous)[(dataset, framework)]
         print(f"{len(previous)} earlier {framework} run(s) of {dataset} {args.version}: "
@@ -191,7 +199,7 @@ def _train_claimed(demo: registry.Demo, framework: str, data: ImageDataset,
         print(f"resuming run {run_index} after epoch {resume.epoch} of {args.epochs} "
               f"from {resume.path}", flush=True)
     try:
-        record = train_run(framework, demo.architecture, data, args, run_index,
+        record = train_run(framework, demo.entry(args.arch).architecture, data, args, run_index,
                            not args.no_progress, checkpoints=checkpoints, resume=resume,
                            data_sha256=data_sha256)
     except NonFiniteLossError as error:

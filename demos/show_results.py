@@ -44,6 +44,8 @@ if __package__ in (None, ""):
 from demos import registry  # noqa: E402
 from demos import results_store as rs  # noqa: E402
 from demos.plots import make_plots  # noqa: E402
+from demos.recipe import run_arch  # noqa: E402
+from demos.registry import REFERENCE_ARCH  # noqa: E402
 from demos.stats import format_number, summarize, welch  # noqa: E402
 from demos.trainers import FRAMEWORKS  # noqa: E402
 
@@ -61,7 +63,7 @@ def _epochs_text(epochs: list[int]) -> str:
 
 
 def format_table(dataset: str, version: str, stats: dict,
-                 results_dir: Path) -> str:
+                 results_dir: Path, arch: str | None = None) -> str:
     """Format the statistics of one dataset and version as a text table.
 
     Args:
@@ -70,6 +72,7 @@ def format_table(dataset: str, version: str, stats: dict,
         stats: ``{framework: stats}`` with stats as from
             :func:`demos.stats.summarize`.
         results_dir: results root, shown in the heading.
+        arch: the runs' ``--arch``, named in the heading (``None``: not named).
 
     Returns:
         The table, including the framework comparison when both frameworks
@@ -89,7 +92,8 @@ def format_table(dataset: str, version: str, stats: dict,
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                          for i, (c, w) in enumerate(zip(cells, widths)))
 
-    out = [f"== {dataset} / {version}  ({results_dir / dataset / version})",
+    named = "" if arch is None else f"  --arch {arch}"
+    out = [f"== {dataset} / {version}  ({results_dir / dataset / version}){named}",
            line(header), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
     out += compare_frameworks(stats)
@@ -179,10 +183,16 @@ def show_version(version: str, dataset: str | None, results_dir: Path) -> list[d
               file=sys.stderr)
         return runs
     for ds in registry.names():
-        ds_runs = [r for r in runs if r["dataset"] == ds]
-        if ds_runs:
-            by_framework = {fw: s for (_, fw), s in summarize(ds_runs).items()}
-            print(format_table(ds, version, by_framework, results_dir))
+        by_arch: dict[str, list[dict]] = {}
+        for record in (r for r in runs if r["dataset"] == ds):
+            by_arch.setdefault(run_arch(record), []).append(record)
+        if len(by_arch) > 1:
+            print(f"note: {ds} / {version} mixes networks ({', '.join(by_arch)}); each is "
+                  "shown on its own, never pooled")
+        for arch, arch_runs in by_arch.items():
+            by_framework = {fw: s for (_, fw), s in summarize(arch_runs).items()}
+            named = None if list(by_arch) == [REFERENCE_ARCH] else arch
+            print(format_table(ds, version, by_framework, results_dir, named))
             print()
     return runs
 

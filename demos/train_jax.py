@@ -25,11 +25,10 @@ import numpy as np
 import optax
 from flax import nnx
 
-from scs_jax import convert as jax_convert
-
 from .architectures import Architecture
 from .augment import AugmentPlan, active_plan, check_epoch
-from .build_jax import build_jax_model, parameter_layers
+from .build_jax import build_jax_model, canonical_parameters, layer_from_numpy, parameter_layers
+from .losses import check_label_smoothing, smoothed_cross_entropy
 from .optim import OneCycle, make_optax_optimizer
 from .trainers import group_canonical
 
@@ -59,9 +58,9 @@ def _gather_batch(images, index, rows, cols, padding: int):
     return x[batch, rows[:, :, None], cols[:, None, :]]
 
 
-def _masked_loss(graphdef, params, x, y, mask):
+def _masked_loss(graphdef, params, x, y, mask, label_smoothing: float):
     logits = nnx.merge(graphdef, params)(x)
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    losses = smoothed_cross_entropy(logits, y, label_smoothing)
     loss = jnp.sum(losses * mask) / jnp.sum(mask)
     correct = jnp.sum((jnp.argmax(logits, -1) == y) * mask)
     return loss, correct
@@ -83,10 +82,12 @@ class JaxTrainer:
             built for these images); ``None`` or a plan that does nothing: no
             augmentation. When it is enabled, :meth:`set_epoch` must be called
             before :meth:`train_step`.
+        label_smoothing: ε of the training loss (:func:`demos.losses.smoothed_cross_entropy`,
+            ``optax.smooth_labels``; 0: plain cross-entropy); :meth:`evaluate` is plain.
 
     Raises:
-        ValueError: a bad ``dtype`` (or float64 without x64), or an ``augment``
-            plan made for other images.
+        ValueError: a bad ``dtype`` (or float64 without x64) or ``label_smoothing``,
+            or an ``augment`` plan made for other images.
     """
 
     framework = "jax"
@@ -104,7 +105,9 @@ class JaxTrainer:
         dtype: str = "float32",
         batch_size: int,
         augment: AugmentPlan | None = None,
+        label_smoothing: float = 0.0,
     ):
+        self.label_smoothing = check_label_smoothing(label_smoothing)
         if dtype not in _DTYPES:
             raise ValueError(f"dtype: expected one of {list(_DTYPES)}, got {dtype!r}")
         if dtype == "float64" and not jax.config.jax_enable_x64:
@@ -121,7 +124,7 @@ class JaxTrainer:
         self.labels = jax.device_put(np.asarray(train_labels, np.int32))
         self._eval_cache: tuple = (None, None)
 
-        graphdef, tx = self.graphdef, self.tx
+        graphdef, tx, smoothing = self.graphdef, self.tx, self.label_smoothing
         padding = 0 if self.augment is None else self.augment.crop_padding
 
         def gather_batch(images, index, rows, cols):
@@ -130,7 +133,7 @@ class JaxTrainer:
         def train_step(params, opt_state, images, labels, index, rows, cols, mask):
             x, y = gather_batch(images, index, rows, cols), labels[index]
             (loss, correct), grads = jax.value_and_grad(
-                lambda p: _masked_loss(graphdef, p, x, y, mask), has_aux=True
+                lambda p: _masked_loss(graphdef, p, x, y, mask, smoothing), has_aux=True
             )(params)
             updates, opt_state = tx.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state, loss, correct
@@ -154,7 +157,8 @@ class JaxTrainer:
                   augment: AugmentPlan) -> JaxTrainer:
         """The trainer of a demo's command line."""
         return cls(architecture, schedule, train_images, train_labels, seed=seed,
-                   batch_size=args.batch_size, augment=augment)
+                   batch_size=args.batch_size, augment=augment,
+                   label_smoothing=args.label_smoothing)
 
     @property
     def device_name(self) -> str:
@@ -263,8 +267,7 @@ class JaxTrainer:
         canonical name (:mod:`scs_jax.convert`); values in torch's layout.
         """
         model = build_jax_model(architecture, rngs=nnx.Rngs(seed))
-        return {f"{i}.{name}": value for i, layer in enumerate(parameter_layers(model))
-                for name, value in jax_convert.to_numpy(layer).items()}
+        return canonical_parameters(model)
 
     def load_parameters(self, parameters: dict[str, np.ndarray]) -> None:
         """Start from ``parameters`` (:meth:`initial_parameters`' form, any framework's) instead.
@@ -277,7 +280,7 @@ class JaxTrainer:
         model = self.model
         layers = parameter_layers(model)
         for layer, arrays in zip(layers, group_canonical(parameters, len(layers))):
-            jax_convert.from_numpy(layer, arrays)
+            layer_from_numpy(layer, arrays)
         self.graphdef, self.params = nnx.split(model)
         self.opt_state = self.tx.init(self.params)
 

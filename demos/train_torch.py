@@ -17,19 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from scs_torch import convert as torch_convert
-
 from .architectures import Architecture
 from .augment import AugmentPlan, active_plan, check_epoch
-from .build_torch import build_torch_model, parameter_layers
+from .build_torch import build_torch_model, canonical_parameters, layer_from_numpy, parameter_layers
+from .losses import check_label_smoothing
 from .optim import OneCycle, make_torch_optimizer
 from .trainers import group_canonical
-
-
-def canonical_parameters(model: torch.nn.Module) -> dict[str, np.ndarray]:
-    """``model``'s parameters as canonical numpy, ``{"<i>.<name>": array}`` (see ``initial_parameters``)."""
-    return {f"{i}.{name}": value for i, layer in enumerate(parameter_layers(model))
-            for name, value in torch_convert.to_numpy(layer).items()}
 
 __all__ = ["TorchTrainer", "default_device", "parse_device"]
 
@@ -77,9 +70,12 @@ class TorchTrainer:
             built for these images); ``None`` or a plan that does nothing: no
             augmentation. When it is enabled, :meth:`set_epoch` must be called
             before :meth:`train_step`.
+        label_smoothing: ε of the training loss, ``F.cross_entropy(...,
+            label_smoothing=ε)`` (0: plain cross-entropy); :meth:`evaluate` is plain.
 
     Raises:
-        ValueError: a bad ``dtype``, or an ``augment`` plan made for other images.
+        ValueError: a bad ``dtype`` or ``label_smoothing``, or an ``augment`` plan
+            made for other images.
 
     On CPU the model and the images use the channels-last memory format
     (NHWC strides): the convolutions, max-pooling and the SCS layers' pooling
@@ -103,9 +99,11 @@ class TorchTrainer:
         device: str | None = None,
         compile_kernels: bool | None = None,
         augment: AugmentPlan | None = None,
+        label_smoothing: float = 0.0,
     ):
         if dtype not in _DTYPES:
             raise ValueError(f"dtype: expected one of {sorted(_DTYPES)}, got {dtype!r}")
+        self.label_smoothing = check_label_smoothing(label_smoothing)
         self.dtype = _DTYPES[dtype]
         self.batch_size = int(batch_size)
         self.augment = active_plan(augment, train_images)
@@ -149,7 +147,8 @@ class TorchTrainer:
         # Without --compile, None leaves the choice to SCS_TORCH_COMPILE.
         return cls(architecture, schedule, train_images, train_labels, seed=seed,
                    batch_size=args.batch_size, device=args.device,
-                   compile_kernels=True if args.compile else None, augment=augment)
+                   compile_kernels=True if args.compile else None, augment=augment,
+                   label_smoothing=args.label_smoothing)
 
     @property
     def device_name(self) -> str:
@@ -212,7 +211,7 @@ class TorchTrainer:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.model(x)
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
@@ -255,7 +254,7 @@ class TorchTrainer:
         layers = parameter_layers(self.model)
         grouped = group_canonical(parameters, len(layers))
         for layer, arrays in zip(layers, grouped):
-            torch_convert.from_numpy(layer, arrays)
+            layer_from_numpy(layer, arrays)
 
     def parameters_numpy(self) -> dict[str, np.ndarray]:
         """Every parameter as numpy, keyed by torch's state-dict names."""

@@ -150,9 +150,9 @@ def test_augmented_run_resumes_to_the_same_numbers_and_other_flags_are_refused(
     entry = checkpoint_dir("cifar10", "c10", "torch", stopped) / "run_0000_epoch_0001"
     before = tree_bytes(entry)
     for flags, expected in [
-        (["--hflip"], ["random_crop_padding 4 in the checkpoint, 0 now (--random-crop)"]),
+        (["--hflip"], ["random_crop_padding 4 in the checkpoint, 0 now (--random-crop / --crop-padding)"]),
         (["--random-crop"], ["hflip True in the checkpoint, False now (--hflip)"]),
-        ([], ["random_crop_padding 4 in the checkpoint, 0 now (--random-crop)",
+        ([], ["random_crop_padding 4 in the checkpoint, 0 now (--random-crop / --crop-padding)",
               "hflip True in the checkpoint, False now (--hflip)"]),
     ]:
         assert runner.main("cifar10", "torch", cifar_args(cifar_dir, stopped, epochs=3, extra=flags)) == 2

@@ -1,0 +1,306 @@
+"""Whole demo networks in both frameworks: logits, loss and every parameter's gradient.
+
+Any architecture of :mod:`demos.architectures` (blocks included: a
+:class:`~demos.architectures.Residual`'s branches, :class:`~demos.architectures.Scale`
+gains): torch draws the weights (p and q moved off their initial values, the
+gains off 10), then ``demos.transfer.torch_to_jax`` copies them into the JAX
+build; the loss is cross-entropy with optional label smoothing
+(:mod:`demos.losses`). Used by ``test_network_parity.py`` (the reference
+networks) and ``test_gallery_parity.py`` (the gallery's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+import torch.nn.functional as F
+from flax import nnx
+
+from demos.build_jax import build_jax_model
+from demos.build_torch import Residual, Scale, build_torch_model
+from demos.losses import smoothed_cross_entropy
+from demos.transfer import torch_to_jax
+from scs_torch import MaxAbsPool2d, SharpenedCosineSimilarity2d
+
+from .parity import (
+    P_PARAM_RANGE,
+    Q_PARAM_RANGE,
+    TOLERANCES,
+    TORCH_DTYPES,
+    assert_close,
+    check_float32,
+    jax_precision,
+    kernel_to_weight,
+    to_numpy,
+    torch_native_convolutions,
+)
+
+__all__ = ["BATCH", "POOL_MARGIN", "SCALE_RANGE", "build_pair", "torch_loss_and_grads",
+           "jax_loss_and_grads", "check_network", "check_parameter_count", "random_batch",
+           "pooling_is_stable", "well_posed_batch"]
+
+BATCH = 6
+
+#: How many times the float32 rounding error must fit into a pooling window's
+#: margin (see :func:`pooling_is_stable`).
+POOL_MARGIN = 10.0
+
+#: Range the Scale gains are redrawn from (they start at 10), signs included.
+SCALE_RANGE = (0.5, 15.0)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _jax_loss_and_grads(graphdef, state, images, labels, label_smoothing):
+    def loss_fn(state):
+        logits = nnx.merge(graphdef, state)(images)
+        return smoothed_cross_entropy(logits, labels, label_smoothing).mean(), logits
+
+    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state)
+    return loss, logits, grads
+
+
+def build_pair(architecture, dtype, rng, with_jax=True, p_range=P_PARAM_RANGE, perturb_gains=True):
+    """torch model with perturbed p/q and gains, and the JAX model with its weights
+    (call inside jax_precision). ``p_range``: the range ``p_param`` is drawn from;
+    ``perturb_gains=False`` leaves the Scale gains at their initial values."""
+    torch.manual_seed(int(rng.integers(2**31)))
+    torch_model = build_torch_model(architecture, dtype=TORCH_DTYPES[dtype])
+    with torch.no_grad():
+        for layer in torch_model.modules():
+            if isinstance(layer, SharpenedCosineSimilarity2d):
+                layer.p.copy_(torch.from_numpy(rng.uniform(*p_range, layer.p.shape)))
+                layer.q.copy_(torch.from_numpy(rng.uniform(*Q_PARAM_RANGE, 1)))
+            elif isinstance(layer, Scale) and perturb_gains:
+                gain = rng.uniform(*SCALE_RANGE, 1) * rng.choice([-1.0, 1.0])
+                layer.weight.copy_(torch.from_numpy(gain))
+    if not with_jax:
+        return torch_model, None
+    return torch_model, torch_to_jax(torch_model, _jax_model(architecture, dtype))
+
+
+@functools.cache
+def _jax_model(architecture, dtype):
+    """One JAX build per architecture and dtype (its eager initialisation costs seconds of
+    XLA compiles); every test overwrites all of its parameters from torch."""
+    return build_jax_model(architecture, rngs=nnx.Rngs(0), param_dtype=jnp.dtype(dtype))
+
+
+def torch_loss_and_grads(model, images, labels, label_smoothing=0.0):
+    """(loss, logits, {torch parameter name: gradient}) of a torch build, numpy."""
+    logits = model(torch.from_numpy(images).to(next(model.parameters()).dtype))
+    loss = F.cross_entropy(logits, torch.from_numpy(labels), label_smoothing=label_smoothing)
+    names, params = zip(*model.named_parameters())
+    grads = torch.autograd.grad(loss, params)
+    return loss.item(), logits.detach().numpy(), {n: g.numpy() for n, g in zip(names, grads)}
+
+
+def _torch_named(tree, prefix=()):
+    """Flatten an NNX pure-dict of gradients into torch's names and layouts."""
+    for key, value in tree.items():
+        path = prefix if key == "layers" else (*prefix, str(key))
+        if isinstance(value, dict):
+            yield from _torch_named(value, path)
+            continue
+        value = np.asarray(value)
+        if key == "kernel":  # convolution (kH, kW, I, O) or Linear (in, out)
+            path = (*prefix, "weight")
+            value = kernel_to_weight(value) if value.ndim == 4 else value.T
+        yield ".".join(path), value
+
+
+def jax_loss_and_grads(model, images, labels, dtype, label_smoothing=0.0):
+    """(loss, logits, gradients) of a JAX build on NCHW numpy ``images``, in torch's names
+    ("<index>.weight", "<index>.body.<index>.p", ...) and layouts, transposed here rather
+    than through the converters under test."""
+    graphdef, state = nnx.split(model)
+    loss, logits, grads = _jax_loss_and_grads(
+        graphdef, state, jnp.asarray(images.transpose(0, 2, 3, 1), dtype), jnp.asarray(labels),
+        float(label_smoothing),
+    )
+    assert logits.dtype == jnp.dtype(dtype) and loss.dtype == jnp.dtype(dtype)
+    return float(loss), np.asarray(logits), dict(_torch_named(nnx.to_pure_dict(grads)))
+
+
+def check_network(architecture, dtype, images, labels, rng, label, label_smoothing=0.0,
+                  p_range=P_PARAM_RANGE, torch_native=False, perturb_gains=True):
+    """Both builds on the same weights and batch: logits, loss and every gradient at the
+    layer tolerances (float32 with :func:`check_float32`'s fallback; ``torch_native``:
+    torch's float32 error there is the larger of oneDNN's and its own convolutions', as
+    in the layer grid). Returns torch's (loss, gradients)."""
+    tol = TOLERANCES[dtype]
+    with jax_precision(dtype):
+        torch_model, jax_model = build_pair(architecture, dtype, rng, p_range=p_range,
+                                            perturb_gains=perturb_gains)
+        loss_t, logits_t, grads_t = torch_loss_and_grads(torch_model, images, labels, label_smoothing)
+        loss_j, logits_j, grads_j = jax_loss_and_grads(jax_model, images, labels, dtype, label_smoothing)
+    assert sorted(grads_j) == sorted(grads_t), "the two builds name different parameters"
+    quantities = [("logits", logits_j, logits_t, "output"), ("loss", loss_j, loss_t, "output")]
+    quantities += [(f"d/d[{name}]", grads_j[name], grads_t[name], "grad") for name in grads_t]
+
+    @functools.cache
+    def truth():
+        """The float64 run of the same torch network on the same (float32) numbers, and
+        each gain's sum of |terms| (:func:`_gain_term_magnitudes`)."""
+        model = build_torch_model(architecture, dtype=torch.float64)
+        model.load_state_dict({k: v.double() for k, v in torch_model.state_dict().items()})
+        with _gain_term_magnitudes(model) as magnitudes:
+            loss, logits, grads = torch_loss_and_grads(model, np.float32(images).astype(np.float64),
+                                                       labels, label_smoothing)
+        return {"logits": logits, "loss": loss, **{f"d/d[{n}]": g for n, g in grads.items()},
+                "gain terms": magnitudes}
+
+    @functools.cache
+    def native():
+        """torch's float32 run with its own convolution kernels instead of oneDNN."""
+        with torch_native_convolutions():
+            loss, logits, grads = torch_loss_and_grads(torch_model, images, labels, label_smoothing)
+        return {"logits": logits, "loss": loss, **{f"d/d[{n}]": g for n, g in grads.items()}}
+
+    gains = {f"d/d[{n}.weight]" for n, m in torch_model.named_modules() if isinstance(m, Scale)}
+    for name, actual, expected, kind in quantities:
+        if dtype == "float32" and name in gains:
+            _check_gain_float32(actual, expected, truth()[name], truth()["gain terms"][name],
+                                tol[kind], f"{label} {name}")
+        elif dtype == "float32":
+            check_float32(actual, expected, tol[kind], f"{label} {name}", lambda: truth()[name], kind=kind,
+                          torch_native=(lambda: native()[name]) if torch_native else None)
+        else:
+            assert_close(actual, expected, tol[kind], f"{label} {name}", kind=kind, dtype=dtype)
+    return loss_t, grads_t
+
+
+@contextlib.contextmanager
+def _gain_term_magnitudes(model):
+    """Collects, for each Scale gain of ``model``, ``Σ |x · g|`` over its input ``x`` and
+    the loss gradient ``g`` of its output: the sum of the magnitudes of the terms whose
+    sum is the gain's gradient (one per element of the batch's feature maps)."""
+    magnitudes, handles = {}, []
+    for name, module in model.named_modules():
+        if isinstance(module, Scale):
+            key = f"d/d[{name}.weight]"
+
+            def forward_hook(module, inputs, output, key=key):
+                x = inputs[0].detach()
+                output.register_hook(lambda g: magnitudes.__setitem__(
+                    key, float((x * g).abs().sum())))
+
+            handles.append(module.register_forward_hook(forward_hook))
+    try:
+        yield magnitudes
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _check_gain_float32(actual, expected, truth, term_magnitudes, tol, what):
+    """A gain's float32 gradient, ``Σ x·g`` over every element of its feature maps: JAX
+    and torch within ``tol`` of each other *relative to the sum of the terms' magnitudes*.
+
+    The sum cancels (measured: float64 values 1e-6 of the largest gradient, torch
+    float32 1.5e-2 from them, relative), so its relative error measures the
+    cancellation, not the implementation; ``|Σ a_i - Σ b_i| / Σ|a_i|`` is the error
+    measure of a floating-point sum (Higham, "Accuracy and Stability of Numerical
+    Algorithms", 2002, section 4.2). Both are also checked against float64 so.
+    """
+    scale = max(term_magnitudes, np.finfo(np.float64).tiny)
+    for other, name in ((expected, "torch"), (truth, "float64")):
+        error = float(np.max(np.abs(to_numpy(actual) - to_numpy(other)))) / scale
+        assert error <= tol, (f"{what}: JAX vs {name}: |difference| / Σ|terms| = {error:.3e} > "
+                              f"{tol:.0e} (Σ|terms| = {scale:.3e})")
+
+
+def check_parameter_count(architecture, count: int) -> None:
+    """The spec's count, torch's parameters and JAX's state all hold ``count`` scalars (and
+    nothing besides parameters lives in the JAX state)."""
+    torch_model = build_torch_model(architecture)
+    jax_model = build_jax_model(architecture, rngs=nnx.Rngs(0))
+    assert architecture.parameter_count() == count
+    assert sum(p.numel() for p in torch_model.parameters()) == count
+    assert sum(leaf.size for leaf in jax.tree_util.tree_leaves(nnx.state(jax_model, nnx.Param))) == count
+    assert sum(leaf.size for leaf in jax.tree_util.tree_leaves(nnx.state(jax_model))) == count
+
+
+def random_batch(architecture, rng):
+    """``BATCH`` images uniform in [0, 1) (NCHW float64) and random labels."""
+    images = rng.random((BATCH, *architecture.input_shape))
+    labels = rng.integers(0, architecture.num_classes, BATCH)
+    return images, labels
+
+
+def _window_gaps_ok(pool, x64, x32) -> bool:
+    """Whether each window of ``pool`` on ``x64`` has its two largest magnitudes apart by
+    more than ``POOL_MARGIN`` times the float32 error ``|x32 - x64|`` on them."""
+    (kh, kw), (sh, sw) = pool.kernel_size, pool.stride
+    h_out, w_out = pool(x64).shape[2:]
+    a = x64.abs().numpy()
+    err = np.maximum(np.abs(x32.double().numpy() - x64.numpy()), np.spacing(np.float32(a)))
+    n, c, h, w = a.shape
+    padded = np.full((2, n, c, h + kh, w + kw), -1.0)  # -1: never among the top two
+    padded[0, :, :, :h, :w], padded[1, :, :, :h, :w] = a, err
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(3, 4))
+    windows = windows[:, :, :, : h_out * sh : sh, : w_out * sw : sw].reshape(2, -1, kh * kw)
+    order = np.argsort(windows[0], axis=-1)[:, -2:]
+    top = np.take_along_axis(windows[0], order, -1)
+    top_err = np.take_along_axis(windows[1], order, -1)
+    single = top[:, 0] < 0  # a one-element (partial) window
+    margin = top[:, 1] - top[:, 0] - POOL_MARGIN * top_err.sum(-1)
+    return not np.any((margin <= 0) & ~single)
+
+
+def _stable_chain(chain64, chain32, x64, x32):
+    """Runs two copies of a chain layer by layer (pools unfused, into Residual branches);
+    returns (every pool stable, output64, output32)."""
+    for layer64, layer32 in zip(chain64, chain32):
+        if isinstance(layer64, Residual):
+            body_ok, b64, b32 = _stable_chain(layer64.body, layer32.body, x64, x32)
+            short_ok, s64, s32 = _stable_chain(layer64.shortcut, layer32.shortcut, x64, x32)
+            if not (body_ok and short_ok):
+                return False, None, None
+            x64, x32 = b64 + s64, b32 + s32
+            continue
+        if isinstance(layer64, MaxAbsPool2d) and not _window_gaps_ok(layer64, x64, x32):
+            return False, None, None
+        x64, x32 = layer64(x64), layer32(x32)
+    return True, x64, x32
+
+
+def pooling_is_stable(architecture, torch_model, images):
+    """Whether every MaxAbsPool choice survives float32 rounding, with a margin.
+
+    MaxAbsPool picks one element per window, a discontinuous choice: where
+    the two largest magnitudes differ by less than the frameworks' rounding
+    differences, torch and JAX may legitimately pick different elements and
+    route the gradient elsewhere (measured: a gap of 1.8e-7 relative in
+    CIFAR-10's first pool flipped between processes and moved
+    d/d[0.weight] by 7e-3). For each window the gap |x|₁ - |x|₂ of the
+    float64 forward must exceed ``POOL_MARGIN`` times the float32 forward's
+    actual error on those two elements (at least one float32 ulp each).
+    Exact ties are tested in test_pool_parity. Runs torch only.
+    """
+    model = build_torch_model(architecture, dtype=torch.float64)
+    model.load_state_dict({k: v.double() for k, v in torch_model.state_dict().items()})
+    model32 = build_torch_model(architecture, dtype=torch.float32)
+    model32.load_state_dict({k: v.float() for k, v in torch_model.state_dict().items()})
+    with torch.no_grad():
+        stable, _, _ = _stable_chain(model, model32, torch.from_numpy(images),
+                                     torch.from_numpy(images).float())
+    return stable
+
+
+def well_posed_batch(architecture, dtype, rng, p_range=P_PARAM_RANGE, perturb_gains=True):
+    """A random batch and the seed state to build the twin models, with no pooling near-tie."""
+    for _ in range(20):
+        images, labels = random_batch(architecture, rng)
+        state = rng.bit_generator.state
+        torch_model, _ = build_pair(architecture, dtype, rng, with_jax=False, p_range=p_range,
+                                    perturb_gains=perturb_gains)
+        # float64 rounding (~1e-16) is far below every gap measured (>1e-12)
+        if dtype == "float64" or pooling_is_stable(architecture, torch_model, images):
+            rng.bit_generator.state = state
+            return images, labels
+    raise AssertionError("no random batch without a pooling near-tie in 20 draws")
