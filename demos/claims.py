@@ -14,11 +14,15 @@ index — is held by one worker at a time through a claim file::
 **File-system operations relied on** (atomic on local POSIX file systems and on
 NFS v3/v4, which does not reliably honour ``flock``; no lock is ever used):
 
-1. ``os.open(name, O_CREAT | O_EXCL)``: of several processes creating one name,
-   exactly one succeeds. Every claim is such a create of a name only one worker
-   can win: ``claim_NNNN_g0001`` for a new run, ``claim_NNNN_g<G+1>`` to take
-   over a free claim of generation G. (Renaming the old claim away before
-   re-creating it could rename a claim another taker has just made.)
+1. ``os.link(tmp, name)``: of several processes linking a file to one name,
+   exactly one succeeds (the classic lock of NFS, where it is atomic on the
+   server, as ``O_CREAT | O_EXCL`` is). Every claim is written whole to a
+   temporary, fsynced, then linked to a name only one worker can win
+   (:func:`demos.atomic.create_file`): ``claim_NNNN_g0001`` for a new run,
+   ``claim_NNNN_g<G+1>`` to take over a free claim of generation G. A claim
+   therefore never appears half-written: a worker killed while writing one
+   leaves only a temporary, and its run stays free. (Renaming the old claim
+   away before re-creating it could rename a claim another taker has just made.)
 2. ``os.rename(tmp, name)`` replaces ``name`` whole: the owner renews its lease by
    rewriting its own claim file (:func:`demos.atomic.replace_file`). Only the
    owner ever writes a claim file, so a renewal never overwrites another's claim.
@@ -48,14 +52,14 @@ checkpoint — when
   directory caching (``acdirmax``, 60 s by default) must stay well below the lease.
 
 A checkpoint of a run without any claim (an older demo's checkpoint folder, or
-a claim undone) is free too; so is a claim file left empty by a worker killed
-between its create and its first write, once it is ``2 x lease`` old.
+a claim undone) is free too; so is a claim file that cannot be read (not
+written by this code), once it is ``2 x lease`` old.
 
 A worker claims free runs first (lowest index first), then new ones after
 every index used so far. :meth:`RunClaims.claim_runs` takes ``count`` runs at
 once: a worker that trains K runs together (``--parallel-runs K``) asks for K,
 and its new runs are a block of K consecutive indices (consecutive seeds),
-each index claimed by its own ``O_EXCL`` create; if another worker got one of
+each index claimed by its own exclusive create; if another worker got one of
 them first, the block's claims made so far are released (free for any worker:
 no index is skipped) and a block further on is tried.
 """
@@ -143,7 +147,7 @@ class _Seen:
 
 
 def _read(path: Path) -> dict | None:
-    """A claim file's contents; ``None`` if empty or partial (just created)."""
+    """A claim file's contents; ``None`` if it cannot be read as one (not written by this code)."""
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -358,16 +362,16 @@ class RunClaims:
 
     def _create(self, index: int, generation: int, took_over: dict | None, *,
                 new: bool = False) -> Claim | None:
-        """``O_EXCL``-create claim ``generation`` of run ``index``; ``None`` if another worker
+        """Create claim ``generation`` of run ``index``, whole, exclusively (rule 1 above);
+        ``None`` if another worker
         won (or, ``new``, has saved the run meanwhile: claimed, saved and released between
         this worker's look and its create)."""
         claim = Claim(self, index, generation, took_over)
         atomic.make_dirs(self.path)
         try:
-            atomic.write_new(claim.path, claim.contents())
+            atomic.create_file(claim.path, claim.contents())
         except FileExistsError:
             return None
-        atomic.fsync_dir(self.path)
         self._hold(claim)
         if self.ownership_problem(claim, result=new) is not None:
             claim.undo()

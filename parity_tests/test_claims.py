@@ -2,8 +2,8 @@
 
 Concurrent claimers in separate processes never get one index twice and leave
 no gap; a free claim (released, dead owner on this machine, expired lease of
-another machine, empty file of a creator killed long ago) is taken over, a live
-one never; a worker whose claim was taken over learns it before its next write.
+another machine, unreadable file long unrenewed) is taken over, a live one never; a
+creator killed while writing its claim leaves the run free; a worker whose claim was taken over learns it before its next write.
 """
 
 from __future__ import annotations
@@ -145,8 +145,36 @@ def test_claim_of_a_dead_process_on_this_machine_is_taken_over_at_once(tmp_path)
         claims.close()
 
 
-def test_empty_claim_file_is_live_until_twice_the_lease_old(tmp_path):
-    """A creator killed between its O_EXCL create and its first write leaves an empty file."""
+def test_a_creator_killed_while_writing_its_claim_leaves_the_run_free(tmp_path, monkeypatch):
+    """Claims appear whole (written to a temporary, then linked): a worker killed before
+    the link leaves only its temporary, so the next worker claims that run at once (a
+    half-written claim would have looked live for twice the lease: a gap in the seeds)."""
+    from demos import atomic
+
+    def killed(*args):
+        raise SystemExit("killed")
+
+    claims = claim_folder(tmp_path, lease_seconds=60.0)
+    monkeypatch.setattr(atomic.os, "link", killed)
+    with pytest.raises(SystemExit):
+        claims.claim_runs(1, first_free=first_free(tmp_path))
+    monkeypatch.undo()
+    folder = claims_dir(DATASET, VERSION, "torch", tmp_path)
+    assert not list(folder.glob("claim_*"))
+    stale = folder / ".tmp-claim_0000_g0001.json-1-0123abcd.tmp"  # as left by a SIGKILL
+    stale.write_text('{"pid": 1, "tok')
+    os.utime(stale, (time.time() - 121.0,) * 2)
+    try:
+        (claim,) = claims.claim_runs(1, first_free=first_free(tmp_path))
+        assert (claim.run_index, claim.generation, claim.took_over) == (0, 1, None)
+        assert not stale.exists(), "a stale temporary is removed"
+    finally:
+        claims.close()
+
+
+def test_unreadable_claim_file_is_live_until_twice_the_lease_old(tmp_path):
+    """A claim file that is not JSON (not written by this code, whose claims appear
+    whole) is judged by its age."""
     folder = claims_dir(DATASET, VERSION, "torch", tmp_path)
     folder.mkdir(parents=True)
     empty = folder / "claim_0000_g0001.json"
