@@ -126,6 +126,9 @@ def _parity(args, budget: float) -> dict:
     ran = _child([sys.executable, "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider", *files], budget, log, env)
     text = log.read_text(errors="replace")
     counts = {word.lower(): len(re.findall(rf"::\S+ {word}\b", text)) for word in ("PASSED", "FAILED", "SKIPPED", "ERROR")}
+    summary = re.findall(r"^=+ (.*\d+ (?:passed|failed|error).*) in [\d.]+s", text, re.M)
+    if summary:  # pytest's own count, where it got to the end (singular "error" as pytest writes it)
+        counts = {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|error)", summary[-1])}
     ran.update(counts=counts, files=[Path(f).name for f in files],
                failed_tests=re.findall(r"^FAILED (\S+)", text, re.M)[:50],
                skip_reasons=sorted(set(re.findall(r"^SKIPPED \[\d+\] (.*)$", text, re.M)))[:20],

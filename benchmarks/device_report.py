@@ -62,8 +62,8 @@ def _parity(section: dict) -> list[str]:
              f"{c.get('error', 0)} errors, {c.get('skipped', 0)} skipped in {section['seconds']:.0f} s"]
     lines += [f"  FAILED {name}" for name in section.get("failed_tests", [])]
     lines += [f"  skipped: {reason}" for reason in section.get("skip_reasons", [])]
-    lines.append("  not run here: the tests that need TFDS or data files (test_data.py, the demo, worker, "
-                 "results and packaging tests); they belong to the CPU suite")
+    lines.append("  not run here: the rest of parity_tests (data, demos, workers, results, packaging: "
+                 "most need TFDS, which skips them without it)")
     return lines
 
 
@@ -121,11 +121,11 @@ def _epochs(sections: dict, epochs: int) -> list[str]:
                          f"compiled {e['compiles']} time(s)" if "first_epoch_s" in e else "")
                 lines.append(f"  {framework} {key}: {e['epoch_s']:.2f} s ({e['steps']} steps {e['train_s']:.2f} s, "
                              f"test {e['test_s']:.2f} s); a {epochs}-epoch run {e['projected_run_s']:.1f} s{extra}")
-        if framework == "jax":
-            best = _one_at_a_time(sections, "jax")
-            if best:
-                lines.append(f"  jax {epochs}-epoch run projected {best * epochs:.1f} s: target < {JAX_RUN_S:g} s "
-                             f"{_met(best * epochs, JAX_RUN_S)}")
+        ways = {key: record[key]["epoch_s"] for key in keys if isinstance(record.get(key), dict)}
+        if framework == "jax" and ways:
+            best = min(ways, key=ways.get)
+            lines.append(f"  jax {epochs}-epoch run projected ({best}) {ways[best] * epochs:.1f} s: "
+                         f"target < {JAX_RUN_S:g} s {_met(ways[best] * epochs, JAX_RUN_S)}")
     return lines
 
 

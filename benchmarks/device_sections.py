@@ -183,13 +183,30 @@ def _torch_peak(trainer, indices) -> int | None:
     return int(torch.cuda.max_memory_allocated(trainer.device))
 
 
+def _torch_pair(scs, first_scs, name: str, build, sizes: Sizes) -> dict:
+    """The SCS trainer and the variant ``build()`` makes, timed side by side; first calls, peaks."""
+    other, context = build()
+    batch = np.arange(sizes.batch)
+    with context():
+        first = _timed(other.train_step, batch)
+    timings = time_variants({"scs": (scs, contextlib.nullcontext), name: (other, context)}, _timing_args(sizes))
+    summary = _step_summary(timings, {"scs": first_scs, name: first})
+    with context():
+        summary[name]["peak_bytes"] = _torch_peak(other, batch)
+    summary["scs"]["peak_bytes"] = _torch_peak(scs, batch)
+    return summary
+
+
 def torch_steps(sizes: Sizes, record: Record) -> None:
-    """Torch's training step (SCS vs plain, eager vs fused kernels vs the opt-in), one epoch, memory."""
+    """Torch's training step (SCS vs plain, eager vs the opt-in vs fused kernels), one epoch, memory.
+
+    A variant that fails is recorded as such and the others are still measured;
+    the section then ends with an error (exit status 1).
+    """
     import scs_torch.compiled as compiled_kernels
     from demos.train_torch import TorchTrainer
 
-    data = _data(sizes)
-    schedule = _schedule(sizes)
+    data, schedule = _data(sizes), _schedule(sizes)
     keywords = inspect.signature(TorchTrainer).parameters
     opt_in = next((name for name in TORCH_OPT_IN if name in keywords), None)
 
@@ -207,7 +224,6 @@ def torch_steps(sizes: Sizes, record: Record) -> None:
 
     scs = trainer()
     record.put("device", str(scs.device))
-    batch = np.arange(sizes.batch)
     pairs = {"scs_vs_plain": ("plain", lambda: (trainer(plain_conv_variant(FASHION_MNIST)), contextlib.nullcontext))}
     if opt_in:
         pairs["scs_vs_opt_in"] = ("scs_" + opt_in, lambda: (trainer(**{opt_in: True}), contextlib.nullcontext))
@@ -217,26 +233,22 @@ def torch_steps(sizes: Sizes, record: Record) -> None:
         pairs["scs_vs_fused_kernels"] = ("scs_fused", lambda: (trainer(), fused))
     else:
         record.put("scs_vs_fused_kernels", "skipped in the dry run (torch.compile: 20-60 s on a CPU)")
-    first_scs = _timed(scs.train_step, batch)
+    first_scs, failed = _timed(scs.train_step, np.arange(sizes.batch)), []
     for key, (name, build) in pairs.items():
-        if key == "scs_vs_opt_in" and record.left() > 5:  # the epoch before the compilations
-            record.put("epoch", _epoch(scs, sizes, data, 1))
         if record.left() < 10:
             record.put(key, "skipped: out of the section's time")
             continue
-        other, context = build()
-        with context():
-            first = _timed(other.train_step, batch)
-        timings = time_variants({"scs": (scs, contextlib.nullcontext), name: (other, context)}, _timing_args(sizes))
-        summary = _step_summary(timings, {"scs": first_scs, name: first})
-        with context():
-            summary[name]["peak_bytes"] = _torch_peak(other, batch)
-        summary["scs"]["peak_bytes"] = _torch_peak(scs, batch)
-        record.put(key, summary)
+        try:
+            record.put(key, _torch_pair(scs, first_scs, name, build, sizes))
+        except Exception as error:  # noqa: BLE001 - recorded, and the section fails at the end
+            record.put(key, f"failed: {error!r}")
+            failed.append(key)
         first_scs = None  # compiled once: later pairs report no first call for it
-    if "epoch" not in record.data and record.left() > 5:
-        record.put("epoch", _epoch(scs, sizes, data, 1))
+        if key == "scs_vs_plain" and record.left() > 5:  # the epoch before the compilations
+            record.put("epoch", _epoch(scs, sizes, data, 1))
     record.put("host_peak_rss_bytes", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    if failed:
+        raise RuntimeError(f"torch variants failed: {failed} (see the record)")
 
 
 # --------------------------------------------------------------------------- JAX
