@@ -168,10 +168,11 @@ def run_check(args) -> dict:
             section = _parallel(name.split("_", 1)[1], args, limit)
         else:
             section = _section(name, args, limit, env=_QUIET_JAX if name == "versions" else None)
-        if name == "versions":
-            args.gpu = bool(section["record"].get("torch", {}).get("cuda_available"))
-        banked = max(limit - section["seconds"], 0.0)
         result["sections"][name] = section
+        if name == "versions":  # print them now: the rest may take minutes
+            args.gpu = bool(section["record"].get("torch", {}).get("cuda_available"))
+            print(device_report.render(result).split("\n\n")[0], file=sys.stderr, flush=True)
+        banked = max(limit - section["seconds"], 0.0)
         print(f"[device check] {name}: {section['status']} in {section['seconds']:.0f} s", file=sys.stderr, flush=True)
         _write(args.outdir, result, args)
     result["exit_status"] = exit_status(result["sections"])

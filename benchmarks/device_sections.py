@@ -161,7 +161,7 @@ def versions(sizes: Sizes, record: Record) -> None:
     record.put("jax", {"version": jax.__version__, "backend": jax.default_backend(),
                        "devices": [str(d) for d in jax.devices()],
                        "device_kind": getattr(jax.devices()[0], "device_kind", ""),
-                       "default_matmul_precision": str(jax.config.jax_default_matmul_precision)})
+                       "default_matmul_precision": str(getattr(jax.config, "jax_default_matmul_precision", "?"))})
     record.put("importable", {name: importlib.util.find_spec(name) is not None
                               for name in ("flax", "optax", "orbax", "pytest", "hypothesis", "matplotlib",
                                            "tqdm", "tensorflow", "tensorflow_datasets")})
