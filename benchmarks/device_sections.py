@@ -40,7 +40,8 @@ from demos.recipe import REFERENCE
 
 NOT_AVAILABLE = "not available in this checkout"
 #: ``TorchTrainer`` keywords that switch on the opt-in path without per-step
-#: overhead (CUDA graphs / ``torch.compile(mode="reduce-overhead")``), the first found is used.
+#: overhead (CUDA graphs / ``torch.compile(mode="reduce-overhead")``), the first found is used
+#: (else any boolean keyword named for graphs or overhead, :func:`_torch_opt_in`).
 TORCH_OPT_IN = ("cuda_graphs", "reduce_overhead")
 _GIB = 2**30
 
@@ -183,9 +184,8 @@ def _torch_peak(trainer, indices) -> int | None:
     return int(torch.cuda.max_memory_allocated(trainer.device))
 
 
-def _torch_pair(scs, first_scs, name: str, build, sizes: Sizes) -> dict:
-    """The SCS trainer and the variant ``build()`` makes, timed side by side; first calls, peaks."""
-    other, context = build()
+def _torch_pair(scs, first_scs, name: str, other, context, sizes: Sizes) -> dict:
+    """The SCS trainer and the variant ``other`` (run inside ``context()``), timed side by side; first calls, peaks."""
     batch = np.arange(sizes.batch)
     with context():
         first = _timed(other.train_step, batch)
@@ -195,6 +195,14 @@ def _torch_pair(scs, first_scs, name: str, build, sizes: Sizes) -> dict:
         summary[name]["peak_bytes"] = _torch_peak(other, batch)
     summary["scs"]["peak_bytes"] = _torch_peak(scs, batch)
     return summary
+
+
+def _torch_opt_in(keywords) -> str | None:
+    """The ``TorchTrainer`` keyword of the overhead-removing opt-in: one of :data:`TORCH_OPT_IN`,
+    else a boolean one named for graphs or overhead, else ``None``."""
+    named = [k for k in TORCH_OPT_IN if k in keywords]
+    guessed = [k for k, v in keywords.items() if ("graph" in k or "overhead" in k) and v.default in (False, None)]
+    return (named + guessed + [None])[0]
 
 
 def torch_steps(sizes: Sizes, record: Record) -> None:
@@ -207,8 +215,7 @@ def torch_steps(sizes: Sizes, record: Record) -> None:
     from demos.train_torch import TorchTrainer
 
     data, schedule = _data(sizes), _schedule(sizes)
-    keywords = inspect.signature(TorchTrainer).parameters
-    opt_in = next((name for name in TORCH_OPT_IN if name in keywords), None)
+    opt_in = _torch_opt_in(inspect.signature(TorchTrainer).parameters)
 
     def trainer(architecture=FASHION_MNIST, **extra):
         return TorchTrainer(architecture, schedule, *data[:2], seed=0, batch_size=sizes.batch,
@@ -239,7 +246,12 @@ def torch_steps(sizes: Sizes, record: Record) -> None:
             record.put(key, "skipped: out of the section's time")
             continue
         try:
-            record.put(key, _torch_pair(scs, first_scs, name, build, sizes))
+            other, context = build()
+        except ValueError as error:  # e.g. an opt-in for CUDA only, refused on a CPU
+            record.put(key, f"refused on {scs.device}: {error}")
+            continue
+        try:
+            record.put(key, _torch_pair(scs, first_scs, name, other, context, sizes))
         except Exception as error:  # noqa: BLE001 - recorded, and the section fails at the end
             record.put(key, f"failed: {error!r}")
             failed.append(key)
