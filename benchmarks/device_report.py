@@ -172,6 +172,10 @@ def render(result: dict) -> str:
     lines += _steps(sections) + _epochs(sections, epochs) + _parallel(sections, epochs)
     lines += ["", "sections: " + "; ".join(f"{n} {s['status']} ({s['seconds']:.0f} s)"
                                            for n, s in result["sections"].items())]
+    for name, section in result["sections"].items():  # why a section failed: its output's last line
+        last = [line for line in (section.get("tail") or "").splitlines() if line.strip()][-1:]
+        if section["status"].startswith(("failed", "timed out")) and last:
+            lines.append(f"  {name}: ... {last[0].strip()[:300]}")
     if "exit_status" in result:
         lines.append(f"exit status {result['exit_status']}")
     return "\n".join(lines)

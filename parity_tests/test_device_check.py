@@ -80,7 +80,8 @@ def test_report_of_partial_sections(tmp_path):
                    "torch_device": "cpu", "failed_tests": [], "skip_reasons": []},
         "torch_steps": {"status": "timed out after 60 s", "seconds": 60,
                         "record": {"device": "cpu", "scs_vs_plain": {"scs": step, "plain": dict(step, step_ms=1.0)}}},
-        "jax_steps": {"status": "failed (exit status 1)", "seconds": 3, "record": {}},
+        "jax_steps": {"status": "failed (exit status 1)", "seconds": 3, "record": {},
+                      "tail": "Traceback (most recent call last):\nRuntimeError: no device\n"},
         "parallel_jax": {"status": device_check.NOT_AVAILABLE, "seconds": 0, "runs": {}},
     }
     text = device_report.render({"info": info, "sections": sections, "exit_status": 1})
@@ -88,3 +89,4 @@ def test_report_of_partial_sections(tmp_path):
     assert "torch SCS / same-framework plain: 2.00" in text
     assert "torch epoch: not measured" in text and "jax epoch_scan: not measured" in text
     assert f"parallel_jax {device_check.NOT_AVAILABLE}" in text and text.endswith("exit status 1")
+    assert "  jax_steps: ... RuntimeError: no device" in text
