@@ -95,19 +95,19 @@ def machine() -> dict:
 # --------------------------------------------------------------------------- step workers
 
 
-def _synthetic(n: int, seed: int = 0):
+def synthetic_data(n: int, seed: int = 0):
     """Fashion-MNIST-shaped data: ``(n, 28, 28, 1)`` float32 in [0, 1] and labels in 0..9."""
     rng = np.random.default_rng(seed)
     return rng.random((n, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, n)
 
 
-def _time_variants(variants: dict, args) -> dict:
+def time_variants(variants: dict, args) -> dict:
     """Interleaved timing of ``train_step`` and ``evaluate`` for every variant.
 
     ``variants`` maps a name to ``(trainer, context)``; ``context()`` is
     entered around every call of that trainer.
     """
-    images, labels = _synthetic(args.train_examples)
+    images, labels = synthetic_data(args.train_examples)
     eval_images, eval_labels = images[: args.batch_size], labels[: args.batch_size]
     rng = np.random.default_rng(1)
 
@@ -160,7 +160,7 @@ def torch_worker(args) -> dict:
         import scs_torch.compiled as compiled_kernels
     except (ImportError, AttributeError):  # an older tree (the benchmark also runs on earlier commits)
         compiled_kernels = None
-    images, labels = _synthetic(args.train_examples)
+    images, labels = synthetic_data(args.train_examples)
     schedule = OneCycle(max_lr=REFERENCE.max_lr, total_steps=10_000)
     eager = {"compile_kernels": False} if "compile_kernels" in inspect.signature(TorchTrainer).parameters else {}
 
@@ -182,7 +182,7 @@ def torch_worker(args) -> dict:
     }
     if args.compile and compiled_kernels is not None:
         variants["scs_compiled"] = (trainer(FASHION_MNIST), compiled)
-    results = _time_variants(variants, args)
+    results = time_variants(variants, args)
     return {
         "framework": "torch",
         "threads": torch.get_num_threads(),
@@ -199,7 +199,7 @@ def jax_worker(args) -> dict:
     from demos.optim import OneCycle
     from demos.train_jax import JaxTrainer
 
-    images, labels = _synthetic(args.train_examples)
+    images, labels = synthetic_data(args.train_examples)
     schedule = OneCycle(max_lr=REFERENCE.max_lr, total_steps=10_000)
 
     def trainer(architecture):
@@ -211,7 +211,7 @@ def jax_worker(args) -> dict:
         # traced with the baseline during warm-up; the compiled steps keep it
         "unfold": (trainer(FASHION_MNIST), patched_jax),
     }
-    results = _time_variants(variants, args)
+    results = time_variants(variants, args)
     compiles = {
         name: {"train_step": t._train_step._cache_size(), "eval_step": t._eval_step._cache_size()}
         for name, (t, _) in variants.items()

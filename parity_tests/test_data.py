@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.demo_data import cifar_pixel, make_cifar_archive, write_idx_gz
+from helpers.tfds_needed import REASON, require_tfds
 
 from demos import data, registry
 from demos.data import cifar10, fashion_mnist, tfds_idx
@@ -118,7 +119,7 @@ def test_tfds_data_dir_resolution(tmp_path, monkeypatch):
 
 
 def test_tfds_order_matches_tfds_hashing():
-    from tensorflow_datasets.core import hashing
+    hashing = pytest.importorskip("tensorflow_datasets.core.hashing", reason=REASON)
 
     for split, n in (("train", 257), ("test", 64)):
         hasher = hashing.Hasher(split)
@@ -288,7 +289,7 @@ def test_gzip_header_rewrap():
 
 
 def test_fashion_via_mocked_tfds(tfds_dir, no_default_fashion, monkeypatch):
-    import tensorflow_datasets as tfds
+    tfds = pytest.importorskip("tensorflow_datasets", reason=REASON)
 
     probes = []
     monkeypatch.setattr(tfds_idx, "network_reachable", lambda url, *a, **k: probes.append(url) or True)
@@ -300,7 +301,7 @@ def test_fashion_via_mocked_tfds(tfds_dir, no_default_fashion, monkeypatch):
 
 
 def test_cifar_mock_layout_matches_parser(tmp_path, tfds_dir, monkeypatch):
-    import tensorflow_datasets as tfds
+    tfds = pytest.importorskip("tensorflow_datasets", reason=REASON)
 
     make_cifar_archive(tmp_path / "c10", per_batch=2, n_test=3)
     parsed = cifar10.load(tmp_path / "c10", verify_checksum=False)
@@ -316,7 +317,7 @@ def test_cifar_mock_layout_matches_parser(tmp_path, tfds_dir, monkeypatch):
 @pytest.fixture
 def download_forbidden(monkeypatch):
     """Any attempt by TFDS to download/build fails loudly."""
-    import tensorflow_datasets as tfds
+    tfds = pytest.importorskip("tensorflow_datasets", reason=REASON)
 
     def refuse(self, *args, **kwargs):
         raise AssertionError("download_and_prepare must not run without network")
@@ -348,7 +349,7 @@ def test_cifar_no_data_no_network_fails_fast(tfds_dir, monkeypatch, download_for
 
 def test_failed_download_cleans_tmp_dirs(tfds_dir, no_default_fashion, monkeypatch):
     """If TFDS fails mid-download, its *.tmp.* folders are removed."""
-    import tensorflow_datasets as tfds
+    tfds = pytest.importorskip("tensorflow_datasets", reason=REASON)
 
     def half_download(self, *args, **kwargs):
         (tfds_dir / "downloads" / "host_file.gzABC.tmp.0123abcd").mkdir(parents=True)
@@ -447,8 +448,8 @@ def test_cifar_tfds_builder_matches_parser(tmp_path, tfds_dir, monkeypatch):
     test registers the generated archive's checksum (and this module's
     expected size/sha256) for the duration of the test.
     """
-    import tensorflow_datasets as tfds
-    from tensorflow_datasets.core.download import checksums
+    tfds = pytest.importorskip("tensorflow_datasets", reason=REASON)
+    checksums = pytest.importorskip("tensorflow_datasets.core.download.checksums", reason=REASON)
 
     make_cifar_archive(tmp_path / "c10", per_batch=4, n_test=5)
     archive = tmp_path / "c10" / cifar10.ARCHIVE
@@ -492,6 +493,7 @@ def parse_idx_gz(path: Path) -> np.ndarray:
 def real_build(tmp_path_factory):
     if not HAVE_REAL_FASHION:
         pytest.skip(f"{REAL_FASHION_DIR} not installed")
+    require_tfds()
     tfds_dir = tmp_path_factory.mktemp("tfds-real")
     t0 = time.monotonic()
     ds = fashion_mnist.load(tfds_data_dir=tfds_dir)  # default folder
@@ -517,7 +519,7 @@ def test_real_fashion_shapes_and_counts(real_build):
 @real
 def test_real_fashion_tfds_equals_direct_numpy_parse(real_build):
     """The promise: TFDS-built arrays == the IDX files parsed directly."""
-    from tensorflow_datasets.core import hashing
+    hashing = pytest.importorskip("tensorflow_datasets.core.hashing", reason=REASON)
 
     ds, _, _ = real_build
     for split, prefix, images, labels in (
@@ -582,7 +584,7 @@ def test_real_fashion_recompressed_files_fall_back_to_numpy(real_build, tmp_path
 @real
 def test_real_debian_files_rewrap_to_tfds_registered_bytes():
     """The rebuilt gzip header turns each Debian .gz into TFDS's file."""
-    import tensorflow_datasets as tfds
+    tfds = pytest.importorskip("tensorflow_datasets", reason=REASON)
 
     registered = tfds_idx.registered_url_infos(tfds.builder_cls("fashion_mnist"))
     local = fashion_mnist.read_files(

@@ -4,7 +4,8 @@
 * :func:`make_cifar_archive`: a ``cifar-10-binary.tar.gz`` in the real binary
   format, every pixel a known function of its position (:func:`cifar_pixel`).
 
-Both are loaded with ``--data-dir DIR --no-checksum`` (``verify_checksum=False``).
+Both are loaded with ``--data-dir DIR --no-checksum`` (``verify_checksum=False``),
+through TFDS: without it, the tests that make them skip (:mod:`helpers.tfds_needed`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import numpy as np
 
 from demos.data import cifar10
 
+from .tfds_needed import require_tfds
+
 __all__ = ["write_idx_gz", "make_idx_dir", "cifar_pixel", "make_cifar_archive"]
 
 
@@ -30,6 +33,7 @@ def write_idx_gz(path: Path, magic: int, array: np.ndarray) -> None:
 
 def make_idx_dir(folder: Path, n_train: int = 40, n_test: int = 16, seed: int = 0) -> Path:
     """The four Fashion-MNIST IDX files, holding random 28x28 images and labels."""
+    require_tfds()
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for prefix, n in (("train", n_train), ("t10k", n_test)):
@@ -47,6 +51,7 @@ def cifar_pixel(index: np.ndarray, c, h, w):
 
 def make_cifar_archive(folder: Path, per_batch: int = 3, n_test: int = 4) -> dict:
     """A cifar-10-binary.tar.gz in the real binary format; returns arrays."""
+    require_tfds()
     folder.mkdir(parents=True, exist_ok=True)
     c, h, w = np.meshgrid(np.arange(3), np.arange(32), np.arange(32), indexing="ij")
     expected = {}

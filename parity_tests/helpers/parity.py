@@ -17,7 +17,9 @@ errors in :data:`WORST` and the quantities compared by accuracy in
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +51,10 @@ DTYPES = ("float32", "float64")
 P_PARAM_RANGE = (5.0, 20.0)
 Q_PARAM_RANGE = (3.0, 30.0)
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: The device :func:`torch_scs_run` computes on: ``$PARITY_TORCH_DEVICE``, default
+#: ``cpu``; ``benchmarks/device_check.py`` sets ``cuda`` on a GPU, so that the layer
+#: comparisons run torch's CUDA kernels against JAX on the GPU.
+TORCH_DEVICE = os.environ.get("PARITY_TORCH_DEVICE", "cpu")
 _TINY = np.finfo(np.float64).tiny
 
 #: Worst measured relative error per (dtype, kind), filled by every
@@ -168,15 +174,18 @@ def torch_scs_run(layer, x, g, pool=None):
     """Output and gradients (upstream ``g``) of a torch SCS layer, numpy NCHW / torch layout.
 
     ``pool``: ``(kernel_size, stride, ceil_mode)`` of a MaxAbsPool fused into
-    the layer's call (``layer(x, pool=...)``), or ``None``.
+    the layer's call (``layer(x, pool=...)``), or ``None``. Computed on
+    :data:`TORCH_DEVICE` (a copy of ``layer`` moved there).
     """
-    dtype = layer.weight.dtype
-    xt = torch.tensor(x, dtype=dtype, requires_grad=True)
+    dtype, device = layer.weight.dtype, torch.device(TORCH_DEVICE)
+    if layer.weight.device != device:  # a copy: the caller's layer stays where it is
+        layer = copy.deepcopy(layer).to(device)
+    xt = torch.tensor(x, dtype=dtype, device=device, requires_grad=True)
     out = layer(xt) if pool is None else layer(xt, pool=scs_torch.MaxAbsPool2d(*pool))
     params = [layer.weight, layer.p, layer.q]
-    grads = torch.autograd.grad(out, [xt, *params], torch.tensor(g, dtype=dtype))
+    grads = torch.autograd.grad(out, [xt, *params], torch.tensor(g, dtype=dtype, device=device))
     names = ("x", "weight", "p", "q")
-    return {"out": out.detach().numpy(), **{n: gr.numpy() for n, gr in zip(names, grads)}}
+    return {"out": out.detach().cpu().numpy(), **{n: gr.cpu().numpy() for n, gr in zip(names, grads)}}
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
