@@ -69,6 +69,7 @@ def plot_paired_differences(result: PairedResult, seeds: list[int], title: str, 
                label=f"mean {result.mean:+.3f} pt, {100 * result.interval.level:.0f} % interval")
     ax.axhspan(result.interval.low, result.interval.high, color="tab:blue", alpha=0.15)
     ax.set_xlabel("seed")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("final test error difference (percentage points)")
     ax.set_title(title + f"\n(dashed: equivalence margin ±{result.margin} pt)", fontsize="medium")
     ax.grid(True, alpha=0.3)
