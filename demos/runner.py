@@ -239,17 +239,9 @@ def train_run(framework: str, architecture: Architecture, data: ImageDataset,
         step += plan.steps_per_epoch
         train_seconds = time.perf_counter() - start
         test_loss, test_accuracy = trainer.evaluate(data.test_images, data.test_labels)
-        record["epochs"].append({
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / len(data.train_labels),
-            "train_accuracy": correct / len(data.train_labels),
-            "test_loss": test_loss,
-            "test_accuracy": test_accuracy,
-            "test_error": 100.0 * (1.0 - test_accuracy),
-            "learning_rate": float(learning_rates[step - 1]),
-            "seconds": time.perf_counter() - start,
-            "train_seconds": train_seconds,
-        })
+        record["epochs"].append(_epoch_entry(
+            epoch, loss_sum, correct, len(data.train_labels), (test_loss, test_accuracy),
+            learning_rates[step - 1], start, train_seconds))
         _print_epoch(run_index, args.epochs, record["epochs"][-1])
         if checkpoints is not None and epoch + 1 < args.epochs:
             # The last epoch's state goes straight into the results file.
@@ -289,31 +281,74 @@ def _resumed_record(saved: dict, after_epoch: int, trainer: trainers.Trainer) ->
     return record
 
 
+def _epoch_entry(epoch: int, loss_sum: float, correct: int, examples: int, test: tuple[float, float],
+                 learning_rate: float, start: float, train_seconds: float) -> dict:
+    """A record's entry for 0-based ``epoch`` (:data:`demos.records.EPOCH_KEYS`), timed from ``start``."""
+    test_loss, test_accuracy = test
+    return {
+        "epoch": epoch + 1,
+        "train_loss": loss_sum / examples,
+        "train_accuracy": correct / examples,
+        "test_loss": test_loss,
+        "test_accuracy": test_accuracy,
+        "test_error": 100.0 * (1.0 - test_accuracy),
+        "learning_rate": float(learning_rate),
+        "seconds": time.perf_counter() - start,
+        "train_seconds": train_seconds,
+    }
+
+
 def _train_epoch(trainer: trainers.Trainer, batches: list, step: int, epoch: int, epochs: int,
                  record: dict, progress: bool) -> tuple[float, int]:
     """One pass over ``batches`` (index arrays); returns (summed loss, correct predictions).
 
+    The batches go to ``trainer.train_steps`` ``trainer.steps_per_call`` at a time
+    (the whole epoch when ``None``); the progress bar moves after each call.
+
     Raises:
         NonFiniteLossError: at the first non-finite loss (``step``: global steps before this epoch).
     """
-    run_index = record["run_index"]
     loss_sum, correct = 0.0, 0
-    bar = tqdm(batches, desc=f"run {run_index} epoch {epoch + 1}/{epochs}",
+    chunk = trainer.steps_per_call or len(batches)
+    bar = tqdm(total=len(batches), desc=f"run {record['run_index']} epoch {epoch + 1}/{epochs}",
                leave=False, disable=not progress, unit="batch", file=sys.stderr)
-    for batch_number, indices in enumerate(bar):
-        loss, batch_correct = trainer.train_step(indices)
-        if not math.isfinite(loss):
+    for start in range(0, len(batches), chunk):
+        part = batches[start:start + chunk]
+        losses, corrects = trainer.train_steps(part)
+        part_loss, part_correct, bad = chunk_totals(part, losses, corrects)
+        if bad is not None:
             bar.close()
-            raise NonFiniteLossError(
-                f"run {run_index}: the training loss became {loss} at epoch {epoch + 1}, "
-                f"step {batch_number + 1} of {len(batches)} (global step {step + batch_number + 1}); "
-                "the run is abandoned and not saved",
-                run_index, epoch + 1, batch_number + 1, record,
-            )
-        loss_sum += loss * len(indices)
-        correct += batch_correct
+            raise non_finite(record, losses[bad], epoch, start + bad, len(batches), step)
+        loss_sum, correct = loss_sum + part_loss, correct + part_correct
+        bar.update(len(part))
     bar.close()
     return loss_sum, correct
+
+
+def chunk_totals(batches: list, losses, corrects) -> tuple[float, int, int | None]:
+    """A chunk's summed loss (each mean loss times its batch's size, added in order in float64)
+    and correct predictions; the 0-based position of the first non-finite loss, or ``None``."""
+    loss_sum, correct = 0.0, 0
+    for position, (indices, loss, batch_correct) in enumerate(zip(batches, losses, corrects)):
+        loss = float(loss)
+        if not math.isfinite(loss):
+            return loss_sum, correct, position
+        loss_sum += loss * len(indices)
+        correct += int(batch_correct)
+    return loss_sum, correct, None
+
+
+def non_finite(record: dict, loss: float, epoch: int, position: int, steps: int, step: int
+               ) -> NonFiniteLossError:
+    """The error of a run whose loss became ``loss`` at 0-based ``position`` of 0-based
+    ``epoch`` (``step``: global steps before that epoch)."""
+    run_index = record["run_index"]
+    return NonFiniteLossError(
+        f"run {run_index}: the training loss became {float(loss)} at epoch {epoch + 1}, "
+        f"step {position + 1} of {steps} (global step {step + position + 1}); "
+        "the run is abandoned and not saved",
+        run_index, epoch + 1, position + 1, record,
+    )
 
 
 def _print_epoch(run_index: int, epochs: int, entry: dict) -> None:

@@ -31,7 +31,7 @@ def canonical_parameters(model: torch.nn.Module) -> dict[str, np.ndarray]:
     return {f"{i}.{name}": value for i, layer in enumerate(parameter_layers(model))
             for name, value in torch_convert.to_numpy(layer).items()}
 
-__all__ = ["TorchTrainer", "default_device", "parse_device"]
+__all__ = ["TorchTrainer", "default_device", "parse_device", "gather_batch"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -54,6 +54,28 @@ def parse_device(text: str) -> str:
     if device.type not in ("cpu", "cuda") and not getattr(torch, device.type, None):
         raise argparse.ArgumentTypeError(f"{text!r}: this torch build has no {device.type} backend")
     return text
+
+
+def gather_batch(images: torch.Tensor, labels: torch.Tensor, indices: np.ndarray,
+                 augment: AugmentPlan | None, epoch: int | None, memory_format=torch.contiguous_format
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``images[indices]`` (NCHW, on their device), cropped and flipped as ``augment`` says for
+    ``epoch`` (``None``: no augmentation), in ``memory_format``; and ``labels[indices]``.
+
+    Raises:
+        ValueError: augmentation without an epoch (``set_epoch`` not called), or bad ``indices``.
+    """
+    device = images.device
+    index = torch.from_numpy(np.asarray(indices, np.int64)).to(device)
+    x = images[index]
+    if augment is not None:
+        rows, cols = (torch.from_numpy(a).to(device) for a in augment.batch_indices(np.asarray(indices), epoch))
+        pad = augment.crop_padding
+        nhwc = F.pad(x.permute(0, 2, 3, 1), (0, 0, pad, pad, pad, pad))
+        batch = torch.arange(len(index), device=device)[:, None, None]
+        x = nhwc[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+        x = x.contiguous(memory_format=memory_format)
+    return x, labels[index]
 
 
 class TorchTrainer:
@@ -89,6 +111,8 @@ class TorchTrainer:
     framework = "torch"
     STATE_NAME = "state.pt"
     takes_device = True
+    #: The runner hands :meth:`train_steps` one batch at a time: each step is its own call anyway.
+    steps_per_call = 1
 
     def __init__(
         self,
@@ -166,17 +190,7 @@ class TorchTrainer:
 
     def _batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """The (augmented) training images ``(B, C, H, W)`` and labels of ``indices``, on the device."""
-        index = torch.from_numpy(np.asarray(indices, np.int64)).to(self.device)
-        x = self.images[index]
-        if self.augment is not None:  # epoch None (set_epoch not called): batch_indices raises
-            rows, cols = (torch.from_numpy(a).to(self.device)
-                          for a in self.augment.batch_indices(np.asarray(indices), self.epoch))
-            pad = self.augment.crop_padding
-            nhwc = F.pad(x.permute(0, 2, 3, 1), (0, 0, pad, pad, pad, pad))
-            batch = torch.arange(len(index), device=self.device)[:, None, None]
-            x = nhwc[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-            x = x.contiguous(memory_format=self.memory_format)
-        return x, self.labels[index]
+        return gather_batch(self.images, self.labels, indices, self.augment, self.epoch, self.memory_format)
 
     def set_epoch(self, epoch: int) -> None:
         """The 0-based epoch the next training steps belong to (it picks their augmentation).
@@ -217,6 +231,12 @@ class TorchTrainer:
         self.optimizer.step()
         self.scheduler.step()
         return loss.item(), int((logits.argmax(1) == y).sum())
+
+    def train_steps(self, batches: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`train_step` on each of ``batches``: float64 ``(S,)`` losses, int64 ``(S,)`` correct counts."""
+        results = [self.train_step(indices) for indices in batches]
+        return (np.array([loss for loss, _ in results], np.float64),
+                np.array([correct for _, correct in results], np.int64))
 
     @torch.no_grad()
     def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

@@ -40,6 +40,8 @@ class Trainer(Protocol):
     STATE_NAME: ClassVar[str]
     #: Whether the demos of this framework take ``--device``.
     takes_device: ClassVar[bool]
+    #: How many batches the runner hands :meth:`train_steps` at once (``None``: a whole epoch).
+    steps_per_call: int | None
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -63,6 +65,9 @@ class Trainer(Protocol):
 
     def train_step(self, indices: np.ndarray) -> tuple[float, int]:
         """One optimizer step on the examples ``indices``: (mean loss, correct predictions)."""
+
+    def train_steps(self, batches: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Consecutive steps on ``batches``: per-step mean losses ``(S,)`` and correct predictions ``(S,)``."""
 
     def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
         """Mean cross-entropy and accuracy over a whole set."""
