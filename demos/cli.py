@@ -122,6 +122,16 @@ def _add_run_arguments(parser: argparse.ArgumentParser, recipe: Recipe) -> None:
                         help="peak learning rate of the one-cycle schedule (default: %(default)s)")
     parser.add_argument("--seed", type=seed, default=recipe.seed,
                         help="base seed; run N uses seed + N (default: %(default)s)")
+    parser.add_argument("--parallel-runs", type=positive_int, default=1, metavar="K",
+                        help="train K runs with consecutive seeds at once, each saved as its own "
+                             "record (the same numbers as one at a time); refused, naming the "
+                             "largest K that fits, when K runs would not fit in memory "
+                             "(default: %(default)s)")
+    parser.add_argument("--parallel-mode", choices=("auto", "vmap", "map"), default="auto",
+                        help="how parallel runs share a step: vmap (batched operations, fast on "
+                             "GPUs) or map (one run after another inside each step); auto: map on "
+                             "a CPU, where vmapped runs measured slower than sequential ones, "
+                             "vmap elsewhere (default: %(default)s)")
 
 
 def _add_input_output_arguments(parser: argparse.ArgumentParser) -> None:

@@ -40,6 +40,10 @@ def pending_run(checkpoints: CheckpointDir, dataset: str, framework: str, args: 
     checkpoint = checkpoints.latest()
     if checkpoint is None:
         return None
+    if "group" in checkpoint.record:  # parallel runs (--parallel-runs)
+        from .parallel import pending_group
+
+        return pending_group(checkpoints, checkpoint, dataset, framework, args, data, data_sha256)
     run = checkpoint.run_index
     move_away = (f"Run again with the checkpoint's settings to resume it, or move "
                  f"{checkpoints.path} out of the results folder to start afresh; "

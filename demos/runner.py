@@ -150,38 +150,55 @@ def _check_schedule(args: argparse.Namespace, data: ImageDataset) -> None:
 
 def _train_runs(demo: registry.Demo, framework: str, data: ImageDataset, args: argparse.Namespace,
                 checkpoints: CheckpointDir, resume: Checkpoint | None, data_sha256: str) -> int:
-    """Run after run until ``--runs`` or Ctrl-C, each saved when complete; the exit status."""
+    """Run after run until ``--runs`` or Ctrl-C, each saved when complete; the exit status.
+
+    With ``--parallel-runs K`` (or a checkpoint of such a group to resume) the runs
+    go ``K`` at a time through :func:`demos.parallel.train_groups` instead.
+    """
+    from . import parallel
+
+    if parallel.uses_groups(args, resume):
+        return parallel.train_groups(demo, framework, data, args, checkpoints, resume, data_sha256)
     completed, failed = 0, 0
     try:
         while args.runs is None or completed + failed < args.runs:
-            if resume is not None:
-                run_index = resume.run_index
-                print(f"resuming run {run_index} after epoch {resume.epoch} of {args.epochs} "
-                      f"from {resume.path}", flush=True)
-            else:
-                run_index = next_run_index(demo.name, framework, args, checkpoints)
-            try:
-                record = train_run(framework, demo.architecture, data, args, run_index,
-                                   not args.no_progress, checkpoints=checkpoints, resume=resume,
-                                   data_sha256=data_sha256)
-            except NonFiniteLossError as error:
-                print(f"error: {error}", file=sys.stderr, flush=True)
-                note = checkpoints.mark_failed(run_index, str(error), error.record)
-                checkpoints.remove()
-                print(f"noted in {note}, so that its seed is not tried again.", file=sys.stderr,
-                      flush=True)
-                failed += 1
-                continue
-            finally:
-                resume = None
-            path = results_store.save_run(record, args.results_dir)
-            checkpoints.remove()
-            completed += 1
-            print(f"saved run {run_index} to {path}", flush=True)
+            saved = _one_run(demo, framework, data, args, checkpoints, resume, data_sha256)
+            resume = None
+            completed, failed = completed + saved, failed + (not saved)
     except KeyboardInterrupt:
         _report_stop(checkpoints, completed)
         return 0
     return 1 if failed else 0
+
+
+def _one_run(demo: registry.Demo, framework: str, data: ImageDataset, args: argparse.Namespace,
+             checkpoints: CheckpointDir, resume: Checkpoint | None, data_sha256: str) -> bool:
+    """The next run (or ``resume``'s) trained and saved: ``True``; abandoned on a non-finite loss: ``False``."""
+    if resume is not None:
+        run_index = resume.run_index
+        print(f"resuming run {run_index} after epoch {resume.epoch} of {args.epochs} "
+              f"from {resume.path}", flush=True)
+    else:
+        run_index = next_run_index(demo.name, framework, args, checkpoints)
+    try:
+        record = train_run(framework, demo.architecture, data, args, run_index,
+                           not args.no_progress, checkpoints=checkpoints, resume=resume,
+                           data_sha256=data_sha256)
+    except NonFiniteLossError as error:
+        _abandon(checkpoints, error)
+        checkpoints.remove()
+        return False
+    path = results_store.save_run(record, args.results_dir)
+    checkpoints.remove()
+    print(f"saved run {run_index} to {path}", flush=True)
+    return True
+
+
+def _abandon(checkpoints: CheckpointDir, error: NonFiniteLossError) -> None:
+    """Says why the run is abandoned and notes it, so that its seed is not tried again."""
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    note = checkpoints.mark_failed(error.run_index, str(error), error.record)
+    print(f"noted in {note}, so that its seed is not tried again.", file=sys.stderr, flush=True)
 
 
 def _report_stop(checkpoints: CheckpointDir, completed: int) -> None:

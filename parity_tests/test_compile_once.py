@@ -10,7 +10,9 @@ Counted from JAX's own compile log (``jax.log_compiles``), not from timings.
 * the step loop (``--step-loop``): ``train_step`` and ``eval_step`` once each;
 * the epoch scan (the default): ``train_scan`` once (its chunk length is fixed,
   a short last chunk is padded with skipped steps) and ``eval_scan`` once per
-  evaluated set's shape.
+  evaluated set's shape;
+* parallel runs (:class:`demos.parallel_jax.JaxRunGroup`): the same, the memory
+  check's ahead-of-time compilation serving the first call.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from helpers.jax_compiles import CompileLog
 from demos.architectures import FASHION_MNIST
 from demos.batch_plan import BatchPlan
 from demos.optim import OneCycle
+from demos.parallel_jax import JaxRunGroup
 from demos.train_jax import JaxTrainer
 
 EXAMPLES, BATCH = 100, 32  # 3 full batches and a partial one of 4
@@ -72,3 +75,19 @@ def test_train_and_eval_steps_compile_once(data, epoch_scan, steps_per_call):
         assert other_sets.names.count(evaluate) == 2, other_sets.names
     else:  # only the device-side batch gather of a new set's shape may compile
         assert evaluate not in other_sets.names, other_sets.names
+
+
+def test_parallel_runs_compile_once(data):
+    images, labels = data
+    plans = [BatchPlan(EXAMPLES, BATCH, seed) for seed in (0, 1)]
+    with CompileLog() as first:
+        group = JaxRunGroup(FASHION_MNIST, OneCycle(max_lr=0.01, total_steps=2 * plans[0].steps_per_epoch),
+                            images, labels, seeds=[0, 1], batch_size=BATCH, mode="map",
+                            steps_per_epoch=plans[0].steps_per_epoch, steps_per_call=3)
+        for epoch in (0, 1):
+            batches = [plan.batches(epoch) for plan in plans]
+            for start in (0, 3):
+                group.train_steps([run[start:start + 3] for run in batches])
+            group.evaluate(images[:70], labels[:70])
+    assert first.names.count("train_scan") == 1, first.names
+    assert first.names.count("eval_scan") == 1, first.names
