@@ -12,7 +12,8 @@ temporary that every reader skips (hidden, and ending ``.tmp``).
 * :func:`write_new`: an exclusive create + fsync, for a file inside a
   temporary folder that is renamed into place whole (checkpoints);
 * :func:`make_dirs`, :func:`fsync_dir`, :func:`fsync_tree`: folders made and
-  renamed durably.
+  renamed durably;
+* :func:`deferred_sigint`: Ctrl-C held back until a multi-step write is complete.
 
 Standard library only.
 """
@@ -22,11 +23,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
+import threading
 import uuid
 from pathlib import Path
 
 __all__ = ["hidden_name", "fsync_dir", "fsync_tree", "make_dirs", "write_new", "create_file",
-           "replace_file"]
+           "replace_file", "deferred_sigint"]
 
 # What os.link raises on file systems without hard links: create_file then
 # checks for the final name and renames (a tiny race window).
@@ -137,3 +140,32 @@ def replace_file(path: Path, data: bytes) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def deferred_sigint():
+    """Hold back Ctrl-C (SIGINT) while the block runs; deliver it when the block is done.
+
+    A write of several steps (a checkpoint: the framework's own files, then
+    ``meta.json``, fsyncs, a rename; a result and the clean-up after it) then
+    completes, or fails as it would have without the signal; a
+    KeyboardInterrupt never lands in the middle of it (for orbax, whose
+    background threads then print tracebacks and leave the checkpoint
+    unfinished). After the block the previous handler gets the signal: Python's
+    default raises KeyboardInterrupt there (also when the block raised: the
+    interrupt wins). Nested blocks deliver it once, at the outermost. Outside the main thread (where handlers cannot be set) the
+    block runs unprotected.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received and callable(previous):
+            previous(signal.SIGINT, None)
+        elif received and previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)

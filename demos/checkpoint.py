@@ -4,7 +4,7 @@ After every completed epoch but the last, the demo saves the run's state with
 the framework's own tools, next to (not inside) the results::
 
     results/<dataset>/<version>/checkpoint/<framework>/      (git-ignored)
-        run_<NNNN>_epoch_<EEEE>/      run NNNN after its epoch EEEE (1-based); normally the only entry
+        run_<NNNN>_epoch_<EEEE>/      run NNNN after its epoch EEEE (1-based); one per run in progress
             meta.json                 {"format": 1, "framework", "run_index", "epoch", "global_step",
                                        "record": the run's record so far: seed, settings (data
                                        fingerprint included), per-epoch numbers, start time...}
@@ -15,9 +15,10 @@ the framework's own tools, next to (not inside) the results::
                                       nnx.State, "opt_state": the optax state, step count included}
         failed_run_<NNNN>.json        run NNNN was abandoned on a non-finite loss (not a result; its
                                       seed is not tried again)
-        .lock                         flock()ed by the demo training this version and framework
-        .tmp-* / .trash-*             a killed demo's half-written / half-deleted checkpoint; the
-                                      next demo removes them
+        .lock                         shared flock()s of the demos training this version and
+                                      framework, which keep older demos (exclusive lock) out
+        .tmp-* / .trash-*             a killed demo's half-written / half-deleted checkpoint; removed
+                                      by the next demo once no live worker claims the run
 
 Nothing else is needed to resume: the batch order of epoch ``e`` is a pure
 function of ``(seed, e)`` (:class:`demos.batch_plan.BatchPlan`), the one-cycle
@@ -29,11 +30,20 @@ file in it is fsynced, then the folder is renamed to its final name (an
 atomic step) and the parent folder is fsynced; only then are older
 checkpoints deleted, each first renamed to a hidden ``.trash-*`` name. A
 process killed at any moment therefore leaves the previous checkpoint or the
-new one complete under a final name, plus perhaps hidden leftovers. The
+new one complete under a final name, plus perhaps hidden leftovers; a
+Ctrl-C during the write is held back until the checkpoint is complete. The
 checkpoints live outside ``<framework>/`` because :mod:`demos.results_store`
 reports anything but run files there as foreign.
 
-This module keeps the folder (names, locking, atomic renames); the state in
+Several workers (demo processes, on one machine or on several sharing the
+folder) may each have a run in progress here: each run is claimed by one
+worker (:mod:`demos.claims`), a worker writes and deletes only the checkpoints
+of the run it claims and checks before each write that it still owns it. The
+``.lock`` file serves one purpose only: demos of older versions of this code
+take it exclusively and so cannot start while new workers hold it shared
+(locally; NFS need not honour it, and the claims do not rely on it).
+
+This module keeps the folder (names, claims, atomic renames); the state in
 it is the trainer's business: the framework's trainer class
 (:func:`demos.trainers.trainer_class`) writes and reads it
 (``save_state`` / ``load_state``) and names it (``STATE_NAME``), so only the
@@ -52,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from . import atomic, results_store, trainers
+from .claims import DEFAULT_LEASE_SECONDS, RunClaims
 
 __all__ = ["FORMAT", "Checkpoint", "CheckpointDir", "CheckpointError", "checkpoint_dir"]
 
@@ -59,6 +70,7 @@ __all__ = ["FORMAT", "Checkpoint", "CheckpointDir", "CheckpointError", "checkpoi
 FORMAT = 1
 
 _ENTRY_RE = re.compile(r"run_([0-9]{4,})_epoch_([0-9]{4,})")
+_LEFTOVER_RUN_RE = re.compile(r"\.(?:tmp|trash)-(?:failed_)?run_([0-9]{4,})")
 _FAILED_RE = re.compile(r"failed_run_([0-9]{4,})\.json")
 _LEFTOVER_PREFIXES = (".tmp-", ".trash-")
 _LOCK_NAME = ".lock"
@@ -90,8 +102,7 @@ class Checkpoint:
 def checkpoint_dir(dataset: str, version: str, framework: str,
                    results_dir: os.PathLike | str | None = None) -> Path:
     """``<results_dir>/<dataset>/<version>/checkpoint/<framework>`` (validated names)."""
-    runs = results_store.run_dir(dataset, version, framework, results_dir)
-    return runs.parent / "checkpoint" / framework
+    return results_store.state_dir("checkpoint", dataset, version, framework, results_dir)
 
 
 def _entry_name(run_index: int, epoch: int) -> str:
@@ -124,12 +135,17 @@ class CheckpointDir:
     Args:
         dataset, version, framework: as in :mod:`demos.results_store` (validated).
         results_dir: results root; ``None`` means the repository's ``results/``.
+        lease_seconds: the lease of this process's claims (:class:`demos.claims.RunClaims`).
     """
 
     def __init__(self, dataset: str, version: str, framework: str,
-                 results_dir: os.PathLike | str | None = None):
+                 results_dir: os.PathLike | str | None = None, *,
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS):
         self.framework = framework
         self.path = checkpoint_dir(dataset, version, framework, results_dir)
+        #: Which worker trains which run; the claims this process holds.
+        self.claims = RunClaims(dataset, version, framework, results_dir,
+                                lease_seconds=lease_seconds)
         self._lock_fd: int | None = None
 
     @property
@@ -138,14 +154,15 @@ class CheckpointDir:
         # through it, and its STATE_NAME is known before a trainer exists.
         return trainers.trainer_class(self.framework)
 
-    # -- locking -----------------------------------------------------------
+    # -- joining -----------------------------------------------------------
 
     def acquire(self) -> None:
-        """Take the folder for this process (an exclusive ``flock`` on ``.lock``) and
-        remove a killed demo's hidden leftovers.
+        """Join the folder as one of its workers: a shared ``flock`` on ``.lock`` (it keeps
+        out older demos, which lock it exclusively), and remove the hidden leftovers of
+        killed demos whose runs no live worker claims.
 
         Raises:
-            CheckpointError: another live process holds the lock.
+            CheckpointError: an older demo holds the lock exclusively.
         """
         if self._lock_fd is not None:
             return
@@ -158,23 +175,37 @@ class CheckpointDir:
             fcntl = None
         if fcntl is not None:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
                 os.close(fd)
                 raise CheckpointError(
-                    f"another demo is training this version and framework right now "
-                    f"(it holds {lock}). Wait for it to finish or stop it, or use "
-                    "another version.", [lock]) from None
+                    f"a demo of an older version of this code is training this version and "
+                    f"framework right now (it holds {lock} exclusively). Wait for it to finish "
+                    "or stop it, or use another version.", [lock]) from None
+            except OSError:  # e.g. ENOLCK: no locks here (NFS); the claims do not need them
+                pass
         self._lock_fd = fd
+        self._remove_leftovers()
+
+    def _remove_leftovers(self) -> None:
+        """Hidden half-written / half-deleted entries of runs that no live worker claims."""
+        live = self.claims.live_runs()
         for entry in os.scandir(self.path):
-            if entry.name.startswith(_LEFTOVER_PREFIXES):
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
+            match = _LEFTOVER_RUN_RE.match(entry.name)
+            if not entry.name.startswith(_LEFTOVER_PREFIXES) or (
+                    match and int(match[1]) in live):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                try:
                     os.unlink(entry.path)
+                except FileNotFoundError:
+                    pass
 
     def release(self) -> None:
-        """Give the lock back (also done by the OS when the process ends)."""
+        """Release the runs this process still claims (left to be resumed), and the lock."""
+        self.claims.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -209,26 +240,32 @@ class CheckpointDir:
         checkpoints.sort()
         return checkpoints, sorted(failed)
 
-    def latest(self) -> Checkpoint | None:
-        """The newest complete checkpoint, or ``None``. Read-only.
+    def latest(self, run_index: int | None = None) -> Checkpoint | None:
+        """The newest complete checkpoint of run ``run_index``, or ``None``. Read-only.
+
+        ``run_index=None``: of the only run that has checkpoints.
 
         Raises:
-            CheckpointError: a foreign entry, checkpoints of more than one run,
-                or a damaged newest checkpoint (each named, to be moved away).
+            CheckpointError: a foreign entry, a damaged newest checkpoint (each
+                named, to be moved away), or (``run_index=None``) checkpoints of
+                more than one run.
         """
         checkpoints, _ = self._entries()
-        if not checkpoints:
-            return None
         runs = sorted({run for run, _, _ in checkpoints})
-        if len(runs) > 1:
+        if run_index is None and len(runs) > 1:
             paths = [p for _, _, p in checkpoints]
             raise CheckpointError(
                 f"{self.path} holds checkpoints of several runs ({', '.join(map(str, runs))}): "
-                f"{', '.join(map(str, paths))}. Only one run is ever in progress; move the "
-                "ones you do not want to resume out of the results folder; nothing was changed.",
-                paths)
-        run_index, epoch, path = checkpoints[-1]
-        return self._read(path, run_index, epoch)
+                f"{', '.join(map(str, paths))}; name the run to resume.", paths)
+        checkpoints = [c for c in checkpoints if run_index in (None, c[0])]
+        if not checkpoints:
+            return None
+        run, epoch, path = checkpoints[-1]
+        return self._read(path, run, epoch)
+
+    def runs_in_progress(self) -> set[int]:
+        """Indices of the runs that have a checkpoint."""
+        return {run for run, _, _ in self._entries()[0]}
 
     def _read(self, path: Path, run_index: int, epoch: int) -> Checkpoint:
         def damaged(why: str) -> CheckpointError:
@@ -266,47 +303,71 @@ class CheckpointDir:
         """Indices of the runs abandoned on a non-finite loss (noted by :meth:`mark_failed`)."""
         return self._entries()[1]
 
-    # -- writing (only while holding the lock) -----------------------------
+    # -- writing (only after acquire(), and only the runs this process claims) ----
+
+    def _verify(self, run_index: int) -> None:
+        """Raises :class:`demos.claims.ClaimLost` if this process claimed ``run_index`` and lost it."""
+        for claim in self.claims.held():
+            if claim.run_index == run_index:
+                claim.verify()
 
     def save(self, trainer: Any, record: dict, global_step: int) -> Path:
         """Checkpoint ``trainer`` after epoch ``len(record["epochs"])`` of run ``record["run_index"]``.
 
-        The new checkpoint is complete on disk before the older ones are deleted.
+        The new checkpoint is complete on disk before the run's older ones are
+        deleted. Ctrl-C during the write is held back until the checkpoint is
+        complete, then raised (:func:`demos.atomic.deferred_sigint`).
+
+        Raises:
+            demos.claims.ClaimLost: this process's claim of the run was taken over;
+                nothing was written.
         """
         if self._lock_fd is None:
             raise RuntimeError("CheckpointDir.save() needs acquire() first")
         run_index, epoch = record["run_index"], len(record["epochs"])
         final = self.path / _entry_name(run_index, epoch)
-        tmp = atomic.hidden_name(final)
-        tmp.mkdir()
-        try:
-            self._trainer_class.save_state(trainer, tmp)
-            atomic.write_new(tmp / "meta.json", _json_bytes({
-                "format": FORMAT, "framework": self.framework, "run_index": run_index,
-                "epoch": epoch, "global_step": int(global_step), "record": record,
-                "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            }))
-            atomic.fsync_tree(tmp)
-            if final.exists():  # cannot happen in one demo; never mix two checkpoints
-                _discard(final)
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        atomic.fsync_dir(self.path)
-        for _, _, older in self._entries()[0]:
-            if older != final:
-                _discard(older)
+        with atomic.deferred_sigint():
+            self._verify(run_index)
+            tmp = atomic.hidden_name(final)
+            tmp.mkdir()
+            try:
+                self._write(trainer, tmp, record, global_step)
+                try:
+                    os.rename(tmp, final)
+                except OSError:
+                    if not final.is_dir():
+                        raise
+                    # A worker whose claim was taken over wrote this epoch of this run
+                    # (the same numbers): keep that one.
+                    shutil.rmtree(tmp, ignore_errors=True)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            atomic.fsync_dir(self.path)
+            for run, _, older in self._entries()[0]:
+                if run == run_index and older != final:
+                    _discard(older)
         return final
+
+    def _write(self, trainer: Any, tmp: Path, record: dict, global_step: int) -> None:
+        """The trainer's state and ``meta.json`` into the new folder ``tmp``, fsynced."""
+        self._trainer_class.save_state(trainer, tmp)
+        atomic.write_new(tmp / "meta.json", _json_bytes({
+            "format": FORMAT, "framework": self.framework, "run_index": record["run_index"],
+            "epoch": len(record["epochs"]), "global_step": int(global_step), "record": record,
+            "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }))
+        atomic.fsync_tree(tmp)
 
     def load(self, checkpoint: Checkpoint, trainer: Any) -> None:
         """Put ``checkpoint``'s model, optimizer, schedule and RNG state into a freshly built ``trainer``."""
         self._trainer_class.load_state(trainer, checkpoint.path)
 
-    def remove(self) -> None:
-        """Delete every checkpoint (the run was saved, or abandoned)."""
-        for _, _, path in self._entries()[0]:
-            _discard(path)
+    def remove(self, run_index: int | None = None) -> None:
+        """Delete the checkpoints of run ``run_index`` (saved, or abandoned); ``None``: of every run."""
+        for run, _, path in self._entries()[0]:
+            if run_index in (None, run):
+                _discard(path)
 
     def mark_failed(self, run_index: int, message: str, record: dict | None = None) -> Path:
         """Note that run ``run_index`` hit a non-finite loss, so its seed is not retried."""

@@ -13,11 +13,12 @@ import math
 
 from . import registry, trainers
 from .augment import CIFAR_CROP_PADDING
+from .claims import DEFAULT_LEASE_SECONDS
 from .recipe import Recipe
 from .records import validate_version
 
 __all__ = ["MAX_SEED", "MAX_LEARNING_RATE", "positive_int", "non_negative_int", "seed",
-           "positive_float", "learning_rate", "version", "parse_args"]
+           "positive_float", "learning_rate", "lease_seconds", "version", "parse_args"]
 
 #: Seeds stay below 2**62 so that seed + run index fits every RNG's seed type
 #: (torch.manual_seed and JAX's keys take 64-bit integers).
@@ -64,6 +65,13 @@ def learning_rate(text: str) -> float:
     return value
 
 
+def lease_seconds(text: str) -> float:
+    value = positive_float(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 second, got {text!r}")
+    return value
+
+
 def version(text: str) -> str:
     try:
         return validate_version(text)
@@ -96,6 +104,7 @@ def parse_args(dataset: str, framework: str, argv=None, *, prog: str | None = No
     _add_run_arguments(parser, demo.recipe)
     _add_input_output_arguments(parser)
     _add_augmentation_arguments(parser)
+    _add_worker_arguments(parser)
     parser.add_argument("--init-from", choices=trainers.FRAMEWORKS, default=framework,
                         help="draw each run's initial parameters as this framework's demo does for "
                              "the same seed and start from them (another framework: a paired "
@@ -163,3 +172,17 @@ def _add_augmentation_arguments(parser: argparse.ArgumentParser) -> None:
                         help="augment the training images (CIFAR-10's recipe): mirror each one "
                              "left to right with probability 0.5, drawn per image and epoch from "
                              "the run's seed, the same in torch and JAX (default: off)")
+
+
+def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=positive_int, default=1,
+                        help="start this many demo processes on this version and framework, the "
+                             "cores divided among them, --runs shared out; each claims its own "
+                             "runs (demos/claims.py), so any number of demos, on this machine or "
+                             "others sharing the results folder, may train one version at once "
+                             "(default: %(default)s)")
+    parser.add_argument("--lease-seconds", type=lease_seconds, default=DEFAULT_LEASE_SECONDS,
+                        help="this demo renews its claim on the run it trains every quarter of "
+                             "this; a claim not renewed for twice this (a demo killed on another "
+                             "machine) is taken over by the next demo that looks (default: "
+                             "%(default)s)")

@@ -9,11 +9,13 @@ trained on its own batch plan (and augmentation); the training step of
 inside the epoch scan, so a whole chunk of steps of all runs is one compiled
 call. The run axis is sharded over every local device (a ``Mesh`` over
 ``jax.devices()``): ``K`` is padded to a multiple of the device count with
-copies of the last run, computed and discarded. Checkpoints hold the stacked
-state (``JaxTrainer.save_state`` / ``load_state`` work on it unchanged).
+copies of the last run, computed and discarded. Each run is checkpointed on
+its own, as a sequential run (:meth:`JaxRunGroup.run_state`).
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +50,8 @@ class JaxRunGroup:
         steps_per_epoch: the batches of an epoch (the scan's length without ``steps_per_call``).
         steps_per_call: as ``JaxTrainer``'s (``None``: the whole epoch).
         devices: the devices the run axis is sharded over (default ``jax.devices()``).
+        check_runs: only check that this many runs fit (:func:`demos.parallel.check_group_fits`,
+            before any run is claimed), with one seed; nothing is allocated, the object is not usable.
 
     Raises:
         TooManyRunsError: the runs' state and the compiled step's buffers would not
@@ -57,12 +61,12 @@ class JaxRunGroup:
     """
 
     framework = "jax"
-    STATE_NAME = JaxTrainer.STATE_NAME
 
     def __init__(self, architecture: Architecture, schedule: OneCycle, train_images: np.ndarray,
                  train_labels: np.ndarray, *, seeds: list[int], dtype: str = "float32", batch_size: int,
                  steps_per_epoch: int, augments: list[AugmentPlan | None] | None = None,
-                 mode: str = "vmap", steps_per_call: int | None = None, devices=None):
+                 mode: str = "vmap", steps_per_call: int | None = None, devices=None,
+                 check_runs: int | None = None):
         if not seeds:
             raise ValueError("seeds: expected at least one seed, got none")
         self.runs, self.mode = len(seeds), mode
@@ -93,7 +97,11 @@ class JaxRunGroup:
         def init(key):
             return nnx.split(build_jax_model(architecture, rngs=nnx.Rngs(key), param_dtype=self.dtype))[1]
 
-        self.memory = self._check_memory(jax.eval_shape(init, jax.random.key(0)))
+        if check_runs is not None:  # only the check: one run per device, scaled to check_runs
+            self.padded_runs = len(self.devices)
+            self.memory = self._check_memory(jax.eval_shape(init, jax.random.key(0)), check_runs)
+            return
+        self.memory = self._check_memory(jax.eval_shape(init, jax.random.key(0)), self.runs)
         keys = [jax.random.key(seed) for seed in seeds]  # nnx.Rngs(seed) is nnx.Rngs(jax.random.key(seed))
         keys = jnp.stack(keys + [keys[-1]] * (self.padded_runs - self.runs))
         # vmapped builds draw what one build per seed draws (parity_tests/test_init_moments.py)
@@ -102,8 +110,8 @@ class JaxRunGroup:
 
     @classmethod
     def from_args(cls, args, architecture: Architecture, schedule: OneCycle, train_images: np.ndarray,
-                  train_labels: np.ndarray, *, seeds: list[int], augments: list, steps_per_epoch: int
-                  ) -> JaxRunGroup:
+                  train_labels: np.ndarray, *, seeds: list[int], augments: list, steps_per_epoch: int,
+                  check_runs: int | None = None) -> JaxRunGroup:
         """The group of a demo's command line (``--parallel-mode``, ``--steps-per-call``).
 
         ``auto`` is ``map`` on one CPU device (vmapped steps measured slower than
@@ -121,7 +129,8 @@ class JaxRunGroup:
             mode = "map" if len(devices) == 1 and devices[0].platform == "cpu" else "vmap"
         return cls(architecture, schedule, train_images, train_labels, seeds=seeds, batch_size=args.batch_size,
                    augments=augments, mode=mode, steps_per_epoch=steps_per_epoch,
-                   steps_per_call=getattr(args, "steps_per_call", None) or default_steps_per_call())
+                   steps_per_call=getattr(args, "steps_per_call", None) or default_steps_per_call(),
+                   check_runs=check_runs)
 
     def _stack(self, trees: list):
         """Per-run pytrees stacked on a leading run axis, padded and sharded over the devices."""
@@ -225,18 +234,23 @@ class JaxRunGroup:
         flat = nnx.to_flat_state(jax.tree.map(lambda a: a[run], self.params))
         return {".".join(map(str, path)): np.asarray(v[...]) for path, v in flat}
 
-    def save_state(self, folder) -> None:
-        """The stacked state, as ``JaxTrainer.save_state`` writes one run's."""
-        JaxTrainer.save_state(self, folder)
+    def run_state(self, run: int) -> SimpleNamespace:
+        """Run ``run``'s state as a sequential trainer holds it (``params``, ``opt_state``), which
+        ``JaxTrainer.save_state`` checkpoints and ``JaxTrainer.load_state`` fills; a copy."""
+        return SimpleNamespace(params=jax.tree.map(lambda a: a[run], self.params),
+                               opt_state=jax.tree.map(lambda a: a[run], self.opt_state))
 
-    def load_state(self, folder) -> None:
-        """What :meth:`save_state` wrote, into this group (built with the same settings and devices)."""
-        JaxTrainer.load_state(self, folder)
+    def load_run_states(self, states: list[SimpleNamespace]) -> None:
+        """Every run's state (:meth:`run_state`'s form, e.g. filled from its checkpoint), stacked."""
+        if len(states) != self.runs:
+            raise ValueError(f"states: expected one per run ({self.runs}), got {len(states)}")
+        self.params = self._stack([state.params for state in states])
+        self.opt_state = self._stack([state.opt_state for state in states])
 
     def _spec(self, shape, dtype, sharding):
         return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
 
-    def _check_memory(self, one_run) -> dict:
+    def _check_memory(self, one_run, runs: int) -> dict:
         """XLA's buffer sizes of the compiled training call (compiled now, from abstract arguments,
         so nothing is allocated; JAX's compilation cache serves the first real call), checked
         against the device's memory (:func:`demos.run_memory.check_fits`).
@@ -261,7 +275,7 @@ class JaxRunGroup:
         stats = compiled.memory_analysis()
         shared = self.images.nbytes + self.labels.nbytes
         if stats is None:  # a backend that reports nothing: no check
-            return check_fits(self.runs, 0, shared, None, "")
+            return check_fits(runs, 0, shared, None, "")
         total = (stats.argument_size_in_bytes + stats.output_size_in_bytes - stats.alias_size_in_bytes
                  + stats.temp_size_in_bytes)
         per_device_runs = self.padded_runs // len(self.devices)
@@ -273,4 +287,4 @@ class JaxRunGroup:
         else:
             available = host_available_bytes()
             capacity, where = (None if available is None else available + shared), f"the host ({device})"
-        return check_fits(self.runs, per_run, shared, capacity, where, len(self.devices))
+        return check_fits(runs, per_run, shared, capacity, where, len(self.devices))

@@ -11,14 +11,15 @@ convolutions are grouped convolutions, or a loop, see :data:`MODES`); the
 hand-written autograd Functions of :mod:`scs_torch` support both. One Adam
 and one one-cycle scheduler step the stacked tensors: Adam is elementwise, so
 each run's slice is updated exactly as its own optimizer would update it.
-Checkpoints hold the stacked state (``TorchTrainer.save_state`` /
-``load_state`` work on it unchanged: :attr:`TorchRunGroup.model` is the
-network's module tree holding the stacked tensors).
+Each run is checkpointed on its own, as a sequential run
+(:meth:`TorchRunGroup.run_state`).
 """
 
 from __future__ import annotations
 
 import copy
+import json
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -61,6 +62,8 @@ class TorchRunGroup:
         seeds: the runs' seeds, one per run (``K >= 1``).
         augments: one augmentation plan per run (or ``None``: none).
         mode: ``"vmap"`` or ``"map"`` (:data:`MODES`).
+        check_runs: only check that this many runs fit (:func:`demos.parallel.check_group_fits`,
+            before any run is claimed), with one seed; the object is not usable.
 
     Raises:
         TooManyRunsError: the runs would not fit in the device's memory (checked
@@ -69,14 +72,13 @@ class TorchRunGroup:
     """
 
     framework = "torch"
-    STATE_NAME = TorchTrainer.STATE_NAME
     #: One host synchronisation per chunk: the runner hands over a whole epoch.
     steps_per_call = None
 
     def __init__(self, architecture: Architecture, schedule: OneCycle, train_images: np.ndarray,
                  train_labels: np.ndarray, *, seeds: list[int], dtype: str = "float32", batch_size: int,
                  device: str | None = None, augments: list[AugmentPlan | None] | None = None,
-                 mode: str = "vmap"):
+                 mode: str = "vmap", check_runs: int | None = None):
         if not seeds:
             raise ValueError("seeds: expected at least one seed, got none")
         if dtype not in _DTYPES:
@@ -98,7 +100,9 @@ class TorchRunGroup:
             torch.manual_seed(seed)
             models.append(build_torch_model(architecture, dtype=self.dtype).to(self.device))
             if len(models) == 1:
-                self.memory = self._check_memory(models[0])
+                self.memory = self._check_memory(models[0], check_runs or self.runs)
+                if check_runs is not None:  # only the check
+                    return
         self.model, self._base = _stacked_module(models)
         del models
         self.optimizer, self.scheduler = make_torch_optimizer(self.model.parameters(), schedule)
@@ -107,8 +111,8 @@ class TorchRunGroup:
 
     @classmethod
     def from_args(cls, args, architecture: Architecture, schedule: OneCycle, train_images: np.ndarray,
-                  train_labels: np.ndarray, *, seeds: list[int], augments: list, steps_per_epoch: int
-                  ) -> TorchRunGroup:
+                  train_labels: np.ndarray, *, seeds: list[int], augments: list, steps_per_epoch: int,
+                  check_runs: int | None = None) -> TorchRunGroup:
         """The group of a demo's command line (``--device``, ``--parallel-mode``).
 
         ``auto`` is ``map`` on a CPU (vmapped steps measured slower than sequential
@@ -126,9 +130,9 @@ class TorchRunGroup:
         if mode == "auto":
             mode = "map" if torch.device(device).type == "cpu" else "vmap"
         return cls(architecture, schedule, train_images, train_labels, seeds=seeds, batch_size=args.batch_size,
-                   device=device, augments=augments, mode=mode)
+                   device=device, augments=augments, mode=mode, check_runs=check_runs)
 
-    def _check_memory(self, model: torch.nn.Module) -> dict:
+    def _check_memory(self, model: torch.nn.Module, runs: int) -> dict:
         """One run's memory, measured on ``model`` before the group is allocated: the tensors a
         training step's forward saves for the backward (counted by ``saved_tensors_hooks``), its
         batch, and the parameters with their gradients and Adam's two moments; times 1.5 for the
@@ -155,7 +159,7 @@ class TorchRunGroup:
         else:
             available = host_available_bytes()
             capacity, where = (None if available is None else available + shared), f"the host ({self.device})"
-        return check_fits(self.runs, per_run, shared, capacity, where)
+        return check_fits(runs, per_run, shared, capacity, where)
 
     def _loss(self, params: dict, x: torch.Tensor, y: torch.Tensor):
         """One run's mean cross-entropy on ``(B, C, H, W)`` ``x``, with (loss, correct) as aux."""
@@ -267,10 +271,48 @@ class TorchRunGroup:
         """Run ``run``'s parameters as numpy, keyed by torch's state-dict names (``TorchTrainer``'s keys)."""
         return {name: p.detach()[run].cpu().numpy().copy() for name, p in self.model.named_parameters()}
 
-    def save_state(self, folder) -> None:
-        """The stacked state, as ``TorchTrainer.save_state`` writes one run's."""
-        TorchTrainer.save_state(self, folder)
+    def run_state(self, run: int) -> SimpleNamespace:
+        """Run ``run``'s state as a sequential trainer holds it (``model``, ``optimizer``,
+        ``scheduler``, ``device``), which ``TorchTrainer.save_state`` checkpoints and
+        ``TorchTrainer.load_state`` fills: each part a :class:`_StateDict` of that run's slices."""
+        optimizer = self.optimizer.state_dict()
+        sliced = {i: {key: value[run].clone() if torch.is_tensor(value) and value.dim() else value
+                      for key, value in state.items()} for i, state in optimizer["state"].items()}
+        return SimpleNamespace(
+            model=_StateDict({name: p.detach()[run].clone() for name, p in self.model.named_parameters()}),
+            optimizer=_StateDict({**optimizer, "state": sliced}),
+            scheduler=_StateDict(self.scheduler.state_dict()), device=self.device)
 
-    def load_state(self, folder) -> None:
-        """What :meth:`save_state` wrote, into this group (built with the same settings)."""
-        TorchTrainer.load_state(self, folder)
+    def load_run_states(self, states: list[SimpleNamespace]) -> None:
+        """Every run's state (:meth:`run_state`'s form, e.g. filled from its checkpoint), stacked.
+
+        Raises:
+            ValueError: not one state per run, or runs at different steps of the schedule.
+        """
+        if len(states) != self.runs:
+            raise ValueError(f"states: expected one per run ({self.runs}), got {len(states)}")
+        if len({json.dumps(state.scheduler.value, sort_keys=True, default=str) for state in states}) != 1:
+            raise ValueError("states: expected every run at the same step of its schedule, got several")
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                p.copy_(torch.stack([state.model.value[name] for state in states]))
+        optimizers = [state.optimizer.value for state in states]
+        stacked = {i: {key: torch.stack([o["state"][i][key] for o in optimizers]) if torch.is_tensor(value)
+                       and value.dim() else value for key, value in state.items()}
+                   for i, state in optimizers[0]["state"].items()}
+        self.optimizer.load_state_dict({**optimizers[0], "state": stacked})
+        self.scheduler.load_state_dict(states[0].scheduler.value)
+
+
+class _StateDict:
+    """A state dict standing in for a module, optimizer or scheduler (``state_dict`` /
+    ``load_state_dict``), so that ``TorchTrainer``'s checkpoint code writes and reads one run."""
+
+    def __init__(self, value: dict):
+        self.value = value
+
+    def state_dict(self) -> dict:
+        return self.value
+
+    def load_state_dict(self, value: dict) -> None:
+        self.value = value

@@ -48,6 +48,7 @@ __all__ = [
     "RESULTS_DIR",
     "ResultsError",
     "run_dir",
+    "state_dir",
     "run_file_name",
     "next_run_index",
     "save_run",
@@ -98,6 +99,13 @@ def run_dir(dataset: str, version: str, framework: str,
     validate_version(version)
     validate_framework(framework)
     return _root(results_dir) / dataset / version / framework
+
+
+def state_dir(kind: str, dataset: str, version: str, framework: str,
+              results_dir: os.PathLike | str | None = None) -> Path:
+    """``<results_dir>/<dataset>/<version>/<kind>/<framework>``: the demos' working state
+    next to the run folder (``checkpoint``, ``claims``; validated names)."""
+    return run_dir(dataset, version, framework, results_dir).parent / kind / framework
 
 
 def run_file_name(run_index: int) -> str:

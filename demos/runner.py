@@ -8,8 +8,9 @@
    :mod:`demos.recipe`) and the results folder (:mod:`demos.results_store`);
 2. the data, through the demo's loader (:mod:`demos.data`), optionally cut
    to its first ``--limit-train`` / ``--limit-test`` examples;
-3. the run to resume, if a checkpoint of one fits (:mod:`demos.resume`);
-4. run after run (:func:`train_run`): a freshly initialised network trained
+3. run after run, each claimed first (:mod:`demos.resume`, :mod:`demos.claims`):
+   a run another worker left, resumed from its checkpoint if one fits, else a
+   new one (:func:`train_run`): a freshly initialised network trained
    by the framework's trainer for ``--epochs`` epochs on the batches of a
    :class:`~demos.batch_plan.BatchPlan` (augmented as :func:`demos.recipe.augmentation`
    says, identically in both frameworks; the test set never is), evaluated
@@ -20,7 +21,10 @@
 Runs repeat until ``--runs`` is reached or the user stops the demo (Ctrl-C);
 a restarted demo with the same version appends after the runs already saved
 and resumes the run in progress after its last completed epoch, with the
-same per-epoch numbers as an uninterrupted run.
+same per-epoch numbers as an uninterrupted run. Any number of demos
+("workers") may train one version and framework at once, on one machine or
+several sharing the results folder; ``--workers N`` starts N of them
+(:mod:`demos.workers`).
 
 Numerical faults: a non-finite training loss abandons the run (nothing of it
 is saved as a result, its checkpoint is deleted and a note
@@ -44,17 +48,18 @@ from dataclasses import replace
 
 from tqdm import tqdm
 
-from . import machine, registry, results_store, trainers
+from . import atomic, machine, parallel, registry, results_store, trainers, workers
 from .architectures import Architecture
 from .batch_plan import BatchPlan
 from .checkpoint import Checkpoint, CheckpointDir, CheckpointError
+from .claims import ClaimLost
 from .cli import parse_args
 from .data import DataUnavailableError, ImageDataset
 from .data.tfds_idx import silence_progress_bars
 from .optim import OneCycle
 from .recipe import augmentation, data_fingerprint, run_settings
 from .records import SCHEMA_VERSION
-from .resume import next_run_index, pending_run
+from .resume import claim_next
 from .stats import summarize
 
 __all__ = ["parse_args", "main", "train_run", "NonFiniteLossError"]
@@ -86,6 +91,8 @@ def main(dataset: str, framework: str, argv=None, *, prog: str | None = None) ->
     says which and how to fix it).
     """
     args = parse_args(dataset, framework, argv, prog=prog)
+    if args.workers > 1:
+        return workers.launch(dataset, framework, sys.argv[1:] if argv is None else argv, args)
     demo = registry.get(dataset)
     try:
         _report_earlier_runs(dataset, framework, args)
@@ -95,16 +102,14 @@ def main(dataset: str, framework: str, argv=None, *, prog: str | None = None) ->
         print(f"error: {error}", file=sys.stderr)  # DataFileError is a DataUnavailableError
         return 2
     data_sha256 = data_fingerprint(data)
-    checkpoints = CheckpointDir(dataset, args.version, framework, args.results_dir)
+    checkpoints = CheckpointDir(dataset, args.version, framework, args.results_dir,
+                                lease_seconds=args.lease_seconds)
     try:
         checkpoints.acquire()
-        resume = pending_run(checkpoints, dataset, framework, args, data, data_sha256)
-    except CheckpointError as error:
+        return _train_runs(demo, framework, data, args, checkpoints, data_sha256)
+    except (CheckpointError, parallel.GroupRefused) as error:
         print(f"error: {error}", file=sys.stderr)
-        checkpoints.release()
         return 2
-    try:
-        return _train_runs(demo, framework, data, args, checkpoints, resume, data_sha256)
     finally:
         checkpoints.release()
 
@@ -148,68 +153,116 @@ def _check_schedule(args: argparse.Namespace, data: ImageDataset) -> None:
         raise _CommandError(f"--epochs {args.epochs} x {steps} batch(es) per epoch: {error}") from None
 
 
+class _Session:
+    """What this demo did so far: runs saved and failed, and the runs it trains now
+    (one, or a group's with ``--parallel-runs``)."""
+
+    def __init__(self):
+        self.completed, self.failed, self.works = 0, 0, []
+
+
 def _train_runs(demo: registry.Demo, framework: str, data: ImageDataset, args: argparse.Namespace,
-                checkpoints: CheckpointDir, resume: Checkpoint | None, data_sha256: str) -> int:
-    """Run after run until ``--runs`` or Ctrl-C, each saved when complete; the exit status.
+                checkpoints: CheckpointDir, data_sha256: str) -> int:
+    """Claim and train run after run (or ``--parallel-runs`` runs at a time, through
+    :mod:`demos.parallel`) until ``--runs`` or Ctrl-C, each saved when complete;
+    the exit status.
 
-    With ``--parallel-runs K`` (or a checkpoint of such a group to resume) the runs
-    go ``K`` at a time through :func:`demos.parallel.train_groups` instead.
+    Raises:
+        CheckpointError: a claimed run's checkpoint does not fit (exit status 2).
     """
-    from . import parallel
-
-    if parallel.uses_groups(args, resume):
-        return parallel.train_groups(demo, framework, data, args, checkpoints, resume, data_sha256)
-    completed, failed = 0, 0
+    session = _Session()
+    if args.parallel_runs > 1:  # a K that cannot work is refused before any run is claimed
+        parallel.check_group_fits(framework, demo.architecture, data, args)
     try:
-        while args.runs is None or completed + failed < args.runs:
-            saved = _one_run(demo, framework, data, args, checkpoints, resume, data_sha256)
-            resume = None
-            completed, failed = completed + saved, failed + (not saved)
+        while args.runs is None or session.completed + session.failed < args.runs:
+            if args.parallel_runs > 1:
+                left = args.parallel_runs if args.runs is None else min(
+                    args.parallel_runs, args.runs - session.completed - session.failed)
+                session.works = claim_next(checkpoints, demo.name, framework, args, data,
+                                           data_sha256, count=left)
+                parallel.train_claimed_group(demo, framework, data, args, checkpoints, session,
+                                             data_sha256)
+            else:
+                session.works = claim_next(checkpoints, demo.name, framework, args, data, data_sha256)
+                _train_claimed(demo, framework, data, args, checkpoints, session, data_sha256)
     except KeyboardInterrupt:
-        _report_stop(checkpoints, completed)
+        _report_stop(checkpoints, session)
         return 0
-    return 1 if failed else 0
+    return 1 if session.failed else 0
 
 
-def _one_run(demo: registry.Demo, framework: str, data: ImageDataset, args: argparse.Namespace,
-             checkpoints: CheckpointDir, resume: Checkpoint | None, data_sha256: str) -> bool:
-    """The next run (or ``resume``'s) trained and saved: ``True``; abandoned on a non-finite loss: ``False``."""
+def _train_claimed(demo: registry.Demo, framework: str, data: ImageDataset,
+                   args: argparse.Namespace, checkpoints: CheckpointDir, session: _Session,
+                   data_sha256: str) -> None:
+    """Train the session's claimed run and save it (or note it failed on a non-finite
+    loss, or leave it to the worker that took it over); counted in ``session``. A
+    Ctrl-C during the saving is held back until the run is saved and counted."""
+    (work,) = session.works
+    run_index, resume = work.run_index, work.checkpoint
     if resume is not None:
-        run_index = resume.run_index
         print(f"resuming run {run_index} after epoch {resume.epoch} of {args.epochs} "
               f"from {resume.path}", flush=True)
-    else:
-        run_index = next_run_index(demo.name, framework, args, checkpoints)
     try:
         record = train_run(framework, demo.architecture, data, args, run_index,
                            not args.no_progress, checkpoints=checkpoints, resume=resume,
                            data_sha256=data_sha256)
     except NonFiniteLossError as error:
-        _abandon(checkpoints, error)
-        checkpoints.remove()
-        return False
-    path = results_store.save_run(record, args.results_dir)
-    checkpoints.remove()
-    print(f"saved run {run_index} to {path}", flush=True)
-    return True
+        note_failed(checkpoints, session, work, error)
+        return
+    except ClaimLost as lost:
+        print(f"warning: {lost}.", file=sys.stderr, flush=True)
+        session.works = []
+        return
+    save_claimed(checkpoints, session, work, record, args)
 
 
-def _abandon(checkpoints: CheckpointDir, error: NonFiniteLossError) -> None:
-    """Says why the run is abandoned and notes it, so that its seed is not tried again."""
+def note_failed(checkpoints: CheckpointDir, session: _Session, work, error: NonFiniteLossError) -> None:
+    """Abandon ``work``'s run on ``error`` (a non-finite loss): say so, note it so that its seed
+    is not tried again, delete its checkpoints, finish its claim; counted in ``session``."""
     print(f"error: {error}", file=sys.stderr, flush=True)
-    note = checkpoints.mark_failed(error.run_index, str(error), error.record)
-    print(f"noted in {note}, so that its seed is not tried again.", file=sys.stderr, flush=True)
+    with atomic.deferred_sigint():
+        note = checkpoints.mark_failed(work.run_index, str(error), error.record)
+        checkpoints.remove(work.run_index)
+        work.claim.finish()
+        session.failed += 1
+        session.works = [w for w in session.works if w is not work]
+        print(f"noted in {note}, so that its seed is not tried again.", file=sys.stderr,
+              flush=True)
 
 
-def _report_stop(checkpoints: CheckpointDir, completed: int) -> None:
-    try:
-        left = checkpoints.latest()
-    except CheckpointError:
-        left = None
-    where = (f"run {left.run_index} resumes after epoch {left.epoch} when you run the same "
-             "command again" if left is not None else
-             "the interrupted run had no completed epoch and was discarded")
-    print(f"\nstopped; {completed} run(s) completed and saved in this session; {where}.",
+def save_claimed(checkpoints: CheckpointDir, session: _Session, work, record: dict,
+                 args: argparse.Namespace) -> None:
+    """Save ``work``'s finished run (unless another worker took it over or saved it), delete its
+    checkpoints, finish its claim; counted in ``session``. Ctrl-C is held back meanwhile."""
+    with atomic.deferred_sigint():
+        session.works = [w for w in session.works if w is not work]
+        try:
+            work.claim.verify()
+            path = results_store.save_run(record, args.results_dir)
+        except (ClaimLost, results_store.ResultsError) as lost:  # ResultsError: saved meanwhile
+            print(f"warning: {lost}.", file=sys.stderr, flush=True)
+            return
+        checkpoints.remove(work.run_index)
+        work.claim.finish()
+        session.completed += 1
+        print(f"saved run {work.run_index} to {path}", flush=True)
+
+
+def _report_stop(checkpoints: CheckpointDir, session: _Session) -> None:
+    wheres = []
+    for work in session.works:
+        try:
+            left = checkpoints.latest(work.run_index)
+        except CheckpointError:
+            left = None
+        if left is not None:
+            wheres.append(f"run {left.run_index} resumes after epoch {left.epoch} when you run "
+                          "the same command again")
+        else:
+            wheres.append(f"run {work.run_index} had no completed epoch: it starts afresh when "
+                          "you run the same command again")
+    where = "; ".join(wheres) or "no run was in progress"
+    print(f"\nstopped; {session.completed} run(s) completed and saved in this session; {where}.",
           file=sys.stderr)
 
 

@@ -175,17 +175,47 @@ def test_checkpoint_of_an_already_saved_run_is_deleted(idx_dir, tmp_path, monkey
     assert checkpoint_entries(results, "torch") == [".lock"]
 
 
-def test_second_demo_on_the_same_version_is_refused(idx_dir, tmp_path, capsys):
+def test_demo_of_older_code_holding_the_lock_is_waited_for(idx_dir, tmp_path, capsys):
+    """Demos before the claims (issue 14) lock ``.lock`` exclusively and know nothing of
+    claims: while one runs, a new demo refuses to start (and the new demos hold it
+    shared, so an older demo refuses to start beside them)."""
+    import fcntl
+
+    results = tmp_path / "results"
+    lock = ckpt_path(results, "torch") / ".lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "w") as older:
+        fcntl.flock(older, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert runner.main(DATASET, "torch", demo_args(idx_dir, results)) == 2
+    err = capsys.readouterr().err
+    assert f"a demo of an older version of this code is training this version and framework " \
+           f"right now (it holds {lock} exclusively)" in err
+    assert not results_store.run_dir(DATASET, VERSION, "torch", results).exists()
+
+    joined = CheckpointDir(DATASET, VERSION, "torch", results)
+    joined.acquire()
+    try:
+        with open(lock, "w") as older, pytest.raises(BlockingIOError):
+            fcntl.flock(older, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        joined.release()
+
+
+def test_second_demo_beside_a_live_one_trains_the_next_run(idx_dir, tmp_path, capsys):
+    """A live worker's claim on run 0 (this process, still holding it) is left alone: a
+    second demo on the same version trains run 1, then run 2; run 0 stays claimed."""
     results = tmp_path / "results"
     other = CheckpointDir(DATASET, VERSION, "torch", results)
     other.acquire()
     try:
-        assert runner.main(DATASET, "torch", demo_args(idx_dir, results)) == 2
+        (claim,) = other.claims.claim_runs(1, first_free=lambda: 0)
+        assert claim.run_index == 0
+        assert runner.main(DATASET, "torch", demo_args(idx_dir, results, runs=2)) == 0
+        assert [r["run_index"] for r in runs_of(results, "torch")] == [1, 2]
+        claim.verify()  # still run 0's owner
     finally:
         other.release()
-    err = capsys.readouterr().err
-    assert "another demo is training this version and framework right now" in err
-    assert not results_store.run_dir(DATASET, VERSION, "torch", results).exists()
+    assert claim.path.exists() and json.loads(claim.path.read_text())["released"] is True
 
 
 def test_checkpoint_leftovers_are_cleaned_and_older_epochs_dropped(tmp_path):
@@ -260,6 +290,37 @@ def test_orbax_checkpoint_round_trip_and_unexpected_entries(tmp_path):
     with pytest.raises(CheckpointError, match=re.escape(str(folder.path / "notes.txt"))):
         folder.latest()
     folder.release()
+
+
+def test_ctrl_c_during_the_jax_checkpoint_write_keeps_the_epoch(idx_dir, tmp_path, monkeypatch,
+                                                                capfd):
+    """Ctrl-C while orbax writes epoch 1's checkpoint, its background threads at work
+    (before the fix: sometimes ignored, sometimes orbax tracebacks and the epoch lost):
+    the write completes, then the demo stops cleanly with the epoch kept."""
+    import signal
+
+    import orbax.checkpoint as ocp
+
+    results = tmp_path / "results"
+    wait = ocp.StandardCheckpointer.wait_until_finished
+    sent = []
+
+    def interrupted_wait(self):
+        if not sent:
+            sent.append(os.getpid())
+            os.kill(os.getpid(), signal.SIGINT)
+        return wait(self)
+
+    monkeypatch.setattr(ocp.StandardCheckpointer, "wait_until_finished", interrupted_wait)
+    assert runner.main(DATASET, "jax", demo_args(idx_dir, results)) == 0
+    assert sent, "no checkpoint was written"
+    out, err = capfd.readouterr()
+    assert "run 0 resumes after epoch 1 when you run the same command again" in err
+    assert "Traceback" not in out + err and "Event loop is closed" not in out + err
+    assert checkpoint_entries(results, "jax") == [".lock", "run_0000_epoch_0001"]
+    folder = CheckpointDir(DATASET, VERSION, "jax", results)
+    assert folder.latest(0).epoch == 1  # complete and readable
+    assert not results_store.run_dir(DATASET, VERSION, "jax", results).exists()
 
 
 # --------------------------------------------------------------------------

@@ -14,92 +14,29 @@ from a checkpoint after a kill, some more than once — has exactly the numbers
 of the same run trained without interruption.
 
 Each demo process is forked from a small server process that has already
-imported torch (``SERVER`` below): a fresh interpreter would spend seconds
-importing torch for every kill. The forked child runs the unchanged demo code
-with its stdout and stderr sent to a log file; it is a separate process, and
-SIGKILL ends it as abruptly as any other.
+imported torch (:class:`helpers.demo_server.DemoServer`): a fresh interpreter
+would spend seconds importing torch for every kill. The forked child runs the
+unchanged demo code with its stdout and stderr sent to a log file; it is a
+separate process, and SIGKILL ends it as abruptly as any other. Several
+workers killed at once: ``test_workers_sigkill.py``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from helpers.demo_data import make_idx_dir
-from helpers.demo_runs import DATASET, REPO, VERSION, numbers
+from helpers.demo_runs import DATASET, VERSION, numbers
+from helpers.demo_server import DemoServer
 
 from demos import results_store
 from demos.checkpoint import checkpoint_dir
+
 KILLS = 50
-
-SERVER = r"""
-import json, os, sys
-import torch
-torch.set_num_threads(1)
-# The imports a demo pays, once (torch.optim.Adam imports torch._dynamo: seconds).
-import torch._dynamo, tqdm
-from demos import runner, train_torch
-
-for line in sys.stdin:
-    request = json.loads(line)
-    if request["op"] == "start":
-        pid = os.fork()
-        if pid == 0:
-            code = 70
-            try:
-                fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                os.dup2(fd, 1)
-                os.dup2(fd, 2)
-                code = runner.main(request["dataset"], request["framework"], request["argv"])
-            except BaseException:
-                import traceback
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        reply = {"pid": pid}
-    else:
-        _, status = os.waitpid(request["pid"], 0)
-        reply = {"signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-                 "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None}
-    sys.stdout.write(json.dumps(reply) + "\n")
-    sys.stdout.flush()
-"""
-
-
-class DemoServer:
-    """Starts demo processes (forks of a torch-loaded server) and reaps them."""
-
-    def __init__(self):
-        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-        self.process = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
-
-    def _ask(self, **request) -> dict:
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        assert line, "the demo server died"
-        return json.loads(line)
-
-    def start(self, argv: list[str], log: Path) -> int:
-        return self._ask(op="start", dataset=DATASET, framework="torch", argv=argv,
-                         log=str(log))["pid"]
-
-    def wait(self, pid: int) -> dict:
-        return self._ask(op="wait", pid=pid)
-
-    def close(self):
-        self.process.stdin.close()
-        self.process.wait(timeout=30)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -10,15 +10,18 @@
   ``--xla_force_host_platform_device_count=2``; K = 3 padded to 4): equal to
   the same group on one device.
 * The demos (float32, the robustness tests' generated images): records like
-  the sequential ones plus ``"group"``, resume after a kill bit for bit, a run
-  that diverges is abandoned alone, a K that does not fit is refused naming
-  the largest that would, ``show_results`` reads the records.
+  the sequential ones plus ``"group"``, each run checkpointed on its own;
+  resumed as a group bit for bit, by a sequential worker to float32 rounding;
+  groups claim blocks of runs alongside sequential workers; a run that diverges
+  is abandoned alone, a K that does not fit is refused naming the largest that
+  would, ``show_results`` reads the records.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -34,6 +37,7 @@ from demos.architectures import FASHION_MNIST
 from demos.augment import AugmentPlan
 from demos.batch_plan import BatchPlan
 from demos.checkpoint import CheckpointDir, checkpoint_dir
+from demos.claims import claims_dir
 from demos.optim import OneCycle
 from demos.run_memory import TooManyRunsError, check_fits
 
@@ -169,15 +173,27 @@ def _runs(results, framework):
     return results_store.load_runs(DATASET, VERSION, framework, results)
 
 
+def _close(got: list[dict], expected: list[dict]) -> None:
+    """float32 demo runs: the same steps, rounding apart (the group's own summation order)."""
+    for a, b in zip(got, expected):
+        for entry_a, entry_b in zip(numbers(a), numbers(b), strict=True):
+            assert entry_a.keys() == entry_b.keys()
+            assert all(abs(entry_a[k] - entry_b[k]) <= 1e-5 * max(abs(entry_b[k]), 1) for k in entry_a)
+
+
 def test_demo_records_resume_and_show_results_torch(idx_dir, tmp_path, monkeypatch, capsys):
     """Three runs in groups of two (the last group of one) give the sequential demo's records
-    plus "group"; a copy of the first group's epoch-1 checkpoint resumes to the same numbers."""
+    plus "group"; a copy of the first group's epoch-1 checkpoints (one per run) resumes to the
+    same numbers, as a group, and a sequential worker resumes them too."""
     parallel, sequential, copy = tmp_path / "parallel", tmp_path / "sequential", tmp_path / "copy"
-    stop = StopAfter(0, 1, copy_to=checkpoint_dir(DATASET, VERSION, "torch", copy))
+    stop = StopAfter(1, 1, copy_to=checkpoint_dir(DATASET, VERSION, "torch", copy))
     monkeypatch.setattr(CheckpointDir, "save", stop.method())
     assert runner.main(DATASET, "torch", demo_args(idx_dir, parallel, runs=3, extra=["--parallel-runs", "2"])) == 0
     monkeypatch.undo()
     assert stop.hit
+    assert sorted(p.name for p in checkpoint_dir(DATASET, VERSION, "torch", copy).iterdir()) == [
+        "run_0000_epoch_0001", "run_0001_epoch_0001"]
+    shutil.copytree(copy, tmp_path / "copy2")
     assert runner.main(DATASET, "torch", demo_args(idx_dir, sequential, runs=3)) == 0
     got, expected = _runs(parallel, "torch"), _runs(sequential, "torch")
     assert [r["run_index"] for r in got] == [0, 1, 2]
@@ -186,15 +202,18 @@ def test_demo_records_resume_and_show_results_torch(idx_dir, tmp_path, monkeypat
     for a, b in zip(got, expected):
         assert (a["seed"], a["settings"]) == (b["seed"], b["settings"])
         assert set(a) - set(b) == {"group"}
-        for entry_a, entry_b in zip(numbers(a), numbers(b)):  # float32: the same steps, rounding apart
-            assert entry_a.keys() == entry_b.keys()
-            assert all(abs(entry_a[k] - entry_b[k]) <= 1e-5 * max(abs(entry_b[k]), 1) for k in entry_a)
+    _close(got, expected)
 
     capsys.readouterr()
-    assert runner.main(DATASET, "torch", demo_args(idx_dir, copy, runs=1)) == 0  # resumes the group of 2
-    out = capsys.readouterr().out
-    assert "resuming runs 0-1 after epoch 1 of 3" in out
-    assert [numbers(r) for r in _runs(copy, "torch")] == [numbers(r) for r in got[:2]]
+    argv = demo_args(idx_dir, copy, runs=2, extra=["--parallel-runs", "2"])
+    assert runner.main(DATASET, "torch", argv) == 0  # the group of 2 resumed as a group
+    assert "resuming runs 0, 1 after epoch 1 of 3" in capsys.readouterr().out
+    resumed = _runs(copy, "torch")
+    assert [numbers(r) for r in resumed] == [numbers(r) for r in got[:2]]
+    assert [r["resumed"][0]["group"]["runs"] for r in resumed] == [[0, 1]] * 2
+    assert runner.main(DATASET, "torch", demo_args(idx_dir, tmp_path / "copy2", runs=2)) == 0  # one at a time
+    assert "resuming run 1 after epoch 1 of 3" in capsys.readouterr().out
+    _close(_runs(tmp_path / "copy2", "torch"), got[:2])
     assert show_results.main([VERSION, "--results-dir", str(parallel), "--plot-dir", str(tmp_path / "p")]) == 0
     assert capsys.readouterr().out.count("torch") >= 1
 
@@ -218,6 +237,7 @@ def test_demo_diverging_run_of_a_group_is_dropped_alone(idx_dir, tmp_path, monke
     assert [r["run_index"] for r in _runs(results, "torch")] == [0, 2]
     folder = checkpoint_dir(DATASET, VERSION, "torch", results)
     assert sorted(p.name for p in folder.iterdir()) == [".lock", "failed_run_0001.json"]
+    assert not any(claims_dir(DATASET, VERSION, "torch", results).glob("claim_*"))
     assert len(json.loads((folder / "failed_run_0001.json").read_text())["epochs"]) == 1
 
 
@@ -241,15 +261,32 @@ def test_parallel_runs_must_be_positive(idx_dir, tmp_path, capsys):
 
 def test_demo_jax_group_resumes_bit_for_bit(idx_dir, tmp_path, monkeypatch, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
-    stop = StopAfter(0, 2, copy_to=checkpoint_dir(DATASET, VERSION, "jax", b))
+    stop = StopAfter(1, 2, copy_to=checkpoint_dir(DATASET, VERSION, "jax", b))
     monkeypatch.setattr(CheckpointDir, "save", stop.method())
     argv = ["--parallel-runs", "2", "--parallel-mode", "vmap"]
     assert runner.main(DATASET, "jax", demo_args(idx_dir, a, runs=2, extra=argv)) == 0
     monkeypatch.undo()
     capsys.readouterr()
-    assert runner.main(DATASET, "jax", demo_args(idx_dir, b, runs=2)) == 0  # without the flags: the group's own
-    assert "resuming runs 0-1 after epoch 2 of 3" in capsys.readouterr().out
+    assert runner.main(DATASET, "jax", demo_args(idx_dir, b, runs=2, extra=argv)) == 0
+    assert "resuming runs 0, 1 after epoch 2 of 3" in capsys.readouterr().out
     full, resumed = _runs(a, "jax"), _runs(b, "jax")
     assert [r["group"] for r in full] == [{"runs": [0, 1], "mode": "vmap", "devices": 1}] * 2
     assert [numbers(r) for r in resumed] == [numbers(r) for r in full]
     assert [r["resumed"][0]["after_epoch"] for r in resumed] == [2, 2]
+    sequential = tmp_path / "sequential"
+    assert runner.main(DATASET, "jax", demo_args(idx_dir, sequential, runs=2)) == 0
+    _close(full, _runs(sequential, "jax"))
+
+
+def test_demo_groups_and_a_sequential_worker_share_the_runs(idx_dir, tmp_path, capsys):
+    """Claims: a group takes the next block of K runs after a sequential worker's run,
+    and a sequential worker then takes the next index."""
+    results = tmp_path / "results"
+    assert runner.main(DATASET, "torch", demo_args(idx_dir, results, runs=1, epochs=2)) == 0
+    assert runner.main(DATASET, "torch", demo_args(idx_dir, results, runs=2, epochs=2,
+                                                   extra=["--parallel-runs", "2"])) == 0
+    assert runner.main(DATASET, "torch", demo_args(idx_dir, results, runs=1, epochs=2)) == 0
+    records = _runs(results, "torch")
+    assert [(r["run_index"], r.get("group", {}).get("runs")) for r in records] == [
+        (0, None), (1, [1, 2]), (2, [1, 2]), (3, None)]
+    assert not any(claims_dir(DATASET, VERSION, "torch", results).glob("claim_*"))

@@ -1,0 +1,150 @@
+"""Several workers on one version (issue 14): ``--workers N``, and a worker that lost its run.
+
+``--workers 2`` runs the real torch demo script in a subprocess on a few generated
+images: the two workers share the runs out, the numbers equal those of the same
+seeds trained one at a time, the combined throughput is printed, and Ctrl-C to
+the parent stops both cleanly (their runs left to resume). A worker whose claim
+another worker took over (it was paused past its lease) writes nothing more of
+that run. SIGKILLs of four workers at once: ``test_workers_sigkill.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from helpers.demo_data import make_idx_dir
+from helpers.demo_runs import DATASET, REPO, VERSION, demo_args, numbers
+
+from demos import results_store, runner
+from demos.checkpoint import CheckpointDir, checkpoint_dir
+from demos.claims import RunClaims, claims_dir
+from demos.workers import combined_status, split_runs, worker_environment
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory):
+    return make_idx_dir(tmp_path_factory.mktemp("idx"))
+
+
+def demo_command(*args: str) -> list[str]:
+    return [sys.executable, str(REPO / "demos" / f"{DATASET}_torch.py"), *args]
+
+
+def test_split_runs_environment_and_status():
+    assert split_runs(None, 3) == [None, None, None]
+    assert split_runs(7, 3) == [3, 2, 2]
+    assert split_runs(2, 4) == [1, 1]
+    env = worker_environment(1, 2, {"CUDA_VISIBLE_DEVICES": "0,1,2", "XLA_FLAGS": "--a"})
+    assert env["CUDA_VISIBLE_DEVICES"] == "1"
+    assert int(env["OMP_NUM_THREADS"]) == max(1, len(os.sched_getaffinity(0)) // 2)
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(REPO)
+    assert worker_environment(0, 2, {"OMP_NUM_THREADS": "3"})["OMP_NUM_THREADS"] == "3"
+    assert combined_status([0, 0]) == 0 and combined_status([0, -9]) == 1
+    assert combined_status([1, 2, 0]) == 2
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--workers", "0", "argument --workers: expected a positive integer, got '0'"),
+    ("--lease-seconds", "0.5", "argument --lease-seconds: expected at least 1 second, got '0.5'"),
+])
+def test_bad_worker_arguments_are_refused(flag, value, message, tmp_path):
+    done = subprocess.run(demo_command(VERSION, "--results-dir", str(tmp_path / "r"), flag, value),
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_two_workers_share_the_runs_and_match_one_at_a_time(idx_dir, tmp_path, capsys):
+    results, reference = tmp_path / "results", tmp_path / "reference"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(demo_command(*demo_args(idx_dir, results, epochs=2, runs=5),
+                                       "--workers", "2"),
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "starting 2 workers of fashion_mnist torch t1" in done.stdout
+    saved = re.findall(r"^\[worker (\d)\] saved run (\d+) ", done.stdout, re.MULTILINE)
+    assert sorted(int(run) for _, run in saved) == [0, 1, 2, 3, 4]
+    assert sorted(w for w, _ in saved) == ["0", "0", "0", "1", "1"]  # --runs 5: 3 + 2
+    assert re.search(r"^\[workers\] done: 5 run\(s\) saved in \d+ s: [\d.]+ runs/hour with 2 "
+                     r"workers; exit statuses \[0, 0\]$", done.stdout, re.MULTILINE), done.stdout
+    assert "Traceback" not in done.stderr
+
+    assert runner.main(DATASET, "torch", demo_args(idx_dir, reference, epochs=2, runs=5)) == 0
+    capsys.readouterr()
+    got = results_store.load_runs(DATASET, VERSION, "torch", results)
+    expected = results_store.load_runs(DATASET, VERSION, "torch", reference)
+    assert [(r["run_index"], r["seed"]) for r in got] == [(i, 3 + i) for i in range(5)]
+    assert [numbers(r) for r in got] == [numbers(r) for r in expected]
+    assert not list(claims_dir(DATASET, VERSION, "torch", results).glob("claim_*"))
+
+
+def test_ctrl_c_to_the_parent_stops_every_worker_cleanly(idx_dir, tmp_path):
+    """SIGINT to the parent (a terminal's Ctrl-C reaches it alone: the workers have their
+    own process group) is forwarded once; both stop, their claims released, exit 0; the
+    next demo resumes or restarts their runs."""
+    results = tmp_path / "results"
+    argv = demo_args(idx_dir, results, epochs=40)[:]
+    argv[argv.index("--runs"):argv.index("--runs") + 2] = []  # no --runs: forever
+    parent = subprocess.Popen(demo_command(*argv, "--workers", "2"), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=dict(os.environ, OMP_NUM_THREADS="1"))
+    lines, err = [], []
+    reader = threading.Thread(target=lambda: lines.extend(parent.stdout), daemon=True)
+    reader.start()
+    threading.Thread(target=lambda: err.extend(parent.stderr), daemon=True).start()
+    deadline = time.monotonic() + 300
+    while sum("epoch   2/40" in line for line in lines) < 2:  # both past a checkpoint
+        assert parent.poll() is None and time.monotonic() < deadline, "".join(lines + err)
+        time.sleep(0.2)
+    parent.send_signal(signal.SIGINT)
+    assert parent.wait(timeout=120) == 0, "".join(lines + err)
+    reader.join(timeout=30)
+    stops = [line for line in err if "stopped;" in line]
+    assert len(stops) == 2 and all("resumes after epoch" in line for line in stops), err
+    assert "Traceback" not in "".join(err)
+    claims = list(claims_dir(DATASET, VERSION, "torch", results).glob("claim_*"))
+    assert len(claims) == 2 and all('"released": true' in c.read_text() for c in claims)
+    folder = CheckpointDir(DATASET, VERSION, "torch", results)
+    assert sorted(folder.runs_in_progress()) == [0, 1]
+
+
+def test_a_worker_whose_run_was_taken_over_writes_nothing_more_of_it(
+        idx_dir, tmp_path, monkeypatch, capsys):
+    """After run 0's epoch-1 checkpoint another worker takes run 0 over, as if this one had
+    been paused past twice its lease: this one writes no epoch-2 checkpoint and no result of
+    run 0, warns, and goes on with run 1."""
+    results = tmp_path / "results"
+    taker = RunClaims(DATASET, VERSION, "torch", results)
+    taken = []
+    save = CheckpointDir.save
+
+    def save_then_lose(directory, trainer, record, step):
+        path = save(directory, trainer, record, step)
+        if (record["run_index"], len(record["epochs"])) == (0, 1):
+            real_time = time.time
+            with monkeypatch.context() as later:  # the taker looks 1000 s later
+                later.setattr(time, "time", lambda: real_time() + 1000)
+                taken.extend(taker.claim_runs(1, first_free=lambda: 0))
+        return path
+
+    monkeypatch.setattr(CheckpointDir, "save", save_then_lose)
+    try:
+        assert runner.main(DATASET, "torch", demo_args(idx_dir, results)) == 0
+    finally:
+        taker.close()
+    assert [(c.run_index, c.generation, c.took_over["why"]) for c in taken] == [(0, 2, "expired")]
+    err = capsys.readouterr().err
+    assert ("warning: run 0: another worker took it over (claim generation 2 after this "
+            "worker's 1: this worker's lease expired; was it paused?); this worker stops "
+            "writing it.") in err
+    assert [r["run_index"] for r in results_store.load_runs(DATASET, VERSION, "torch",
+                                                            results)] == [1]
+    assert sorted(p.name for p in checkpoint_dir(DATASET, VERSION, "torch", results).iterdir()) \
+        == [".lock", "run_0000_epoch_0001"]

@@ -1,0 +1,226 @@
+"""Four workers on one version, each SIGKILLed at random moments, 30 times over (issue 14).
+
+Every trial starts four torch demos (forks of :class:`helpers.demo_server.DemoServer`,
+each exactly what ``demos/fashion_mnist_torch.py`` runs) on the same version,
+training 2-epoch runs on 40 generated images without end, and kills each one
+with SIGKILL at its own moment, drawn from a seeded generator: while it starts,
+claims a run, trains, takes over a dead worker's run, writes a checkpoint or a
+run file, or deletes either. The next trial's workers find the dead workers'
+claims and resume those runs. After every trial
+
+* every run file saved before is byte-for-byte unchanged and the run folder
+  loads strictly (no partial or foreign file);
+* no run was ever trained by two processes at the same time (each child holds
+  an exclusive ``flock`` per run while training it, see ``DemoServer``).
+
+At the end four unkilled workers, then single ones, finish every claimed run:
+the runs are 0 .. n-1 with no gap, run i has seed 11 + i (no index or seed used
+twice), no claim or checkpoint is left, every run that a killed worker had
+claimed was completed by another (several resumed from a checkpoint), and every
+run has exactly the numbers of the same seed trained one run at a time.
+
+The JAX twin is smaller (two workers, four trials: a JAX process imports and
+compiles for seconds, so they run as real subprocesses sharing a persistent
+compilation cache): each worker is killed within 2 s after its first epoch,
+around its orbax checkpoint writes, with the same checks at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from helpers.demo_data import make_idx_dir
+from helpers.demo_runs import DATASET, REPO, VERSION, numbers
+from helpers.demo_server import DemoServer
+
+from demos import results_store
+from demos.checkpoint import checkpoint_dir
+from demos.claims import claims_dir
+
+WORKERS = 4
+TRIALS = 30
+
+
+def run_files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("run_*.json"))}
+
+
+def trained_runs(logs: list[Path]) -> set[int]:
+    """Every run index some worker trained an epoch of, or started to resume."""
+    pattern = re.compile(r"^(?:run +(\d+) +epoch|resuming run (\d+) )", re.MULTILINE)
+    return {int(a or b) for log in logs for a, b in pattern.findall(log.read_text())}
+
+
+def kill_trial(server: DemoServer, argv: list[str], logs: list[Path], delays: np.ndarray) -> None:
+    """Start the workers together, SIGKILL each after its delay, reap them all."""
+    pids = [server.start(argv, log) for log in logs]
+    started = time.monotonic()
+    for delay, pid in sorted(zip(delays, pids)):
+        time.sleep(max(0.0, started + delay - time.monotonic()))
+        os.kill(pid, signal.SIGKILL)
+    for pid, log in zip(pids, logs):
+        status = server.wait(pid)
+        assert status["signal"] == signal.SIGKILL, (
+            f"a worker ended by itself ({status}):\n{log.read_text()}")
+
+
+def finish_claimed_runs(server: DemoServer, argv: list[str], logs: Path) -> None:
+    """Four unkilled workers with --runs 2, then one at a time until no claim is left."""
+    pids = [server.start([*argv, "--runs", "2"], logs / f"drain_{i}.log") for i in range(WORKERS)]
+    for i, pid in enumerate(pids):
+        assert server.wait(pid) == {"signal": None, "code": 0}, (logs / f"drain_{i}.log").read_text()
+    claims = claims_dir(DATASET, VERSION, "torch", argv[-1])
+    for attempt in range(2 * WORKERS):
+        if not list(claims.glob("claim_*")):
+            return
+        log = logs / f"single_{attempt}.log"
+        pid = server.start([*argv, "--runs", "1"], log)
+        assert server.wait(pid) == {"signal": None, "code": 0}, log.read_text()
+    raise AssertionError(f"claims left: {sorted(p.name for p in claims.iterdir())}")
+
+
+def folders(tmp_path: Path, framework: str, epochs: int) -> tuple[Path, Path, Path, list[str]]:
+    """Generated data; the results, logs and run folders; the workers' demo arguments."""
+    data = make_idx_dir(tmp_path / "data")
+    results, logs = tmp_path / "results", tmp_path / "logs"
+    logs.mkdir()
+    argv = [VERSION, "--epochs", str(epochs), "--batch-size", "16", "--seed", "11", "--data-dir",
+            str(data), "--no-checksum", "--no-progress", "--results-dir", str(results)]
+    return results, logs, results_store.run_dir(DATASET, VERSION, framework, results), argv
+
+
+def test_four_workers_killed_at_random_moments(tmp_path):
+    results, logs, runs_dir, argv = folders(tmp_path, "torch", epochs=2)
+    rng = np.random.default_rng(20261202)
+    server = DemoServer(exclusive=tmp_path / "exclusive")
+    saved: dict[str, bytes] = {}
+    try:
+        # One run by four workers at once, timed: kills land from start-up to about
+        # two runs later (each worker has a quarter of the machine or less).
+        pids = [server.start([*argv[:-1], str(tmp_path / "timing"), "--runs", "1"],
+                             logs / f"timing_{i}.log") for i in range(WORKERS)]
+        started = time.monotonic()
+        assert all(server.wait(pid) == {"signal": None, "code": 0} for pid in pids)
+        longest = min(max(2.0 * (time.monotonic() - started), 0.5), 5.0)
+        started = time.monotonic()
+        for trial in range(TRIALS):
+            trial_logs = [logs / f"trial_{trial:02d}_{i}.log" for i in range(WORKERS)]
+            kill_trial(server, argv, trial_logs, rng.uniform(0.02, longest, WORKERS))
+            now = run_files(runs_dir)
+            for name, content in saved.items():
+                assert now.get(name) == content, f"trial {trial}: {name} was changed or lost"
+            results_store.load_runs(DATASET, VERSION, "torch", results, strict=True)
+            assert server.violations() == [], f"trial {trial}: a run trained twice at once"
+            saved = now
+        killed_seconds = time.monotonic() - started
+        claimed = trained_runs(sorted(logs.glob("trial_*.log")))
+        taken_over = sum(log.read_text().count("taking it over from")
+                         for log in logs.glob("trial_*.log"))
+        finish_claimed_runs(server, argv, logs)
+        assert server.violations() == []
+
+        final = results_store.load_runs(DATASET, VERSION, "torch", results, strict=True)
+        reference_dir = tmp_path / "one_at_a_time"
+        log = logs / "reference.log"
+        pid = server.start([*argv[:-1], str(reference_dir), "--runs", str(len(final))], log)
+        assert server.wait(pid) == {"signal": None, "code": 0}, log.read_text()
+        reference = results_store.load_runs(DATASET, VERSION, "torch", reference_dir)
+    finally:
+        server.close()
+
+    resumed = [r for r in final if r.get("resumed")]
+    print(f"\n{TRIALS} trials x {WORKERS} workers, {TRIALS * WORKERS} kills (delays up to "
+          f"{longest:.2f} s) in {killed_seconds:.1f} s: {len(claimed)} runs claimed by killed "
+          f"workers, {taken_over} takeovers of a dead worker's run, {len(final)} runs in the end, "
+          f"{len(resumed)} resumed from a checkpoint")
+    assert [r["run_index"] for r in final] == list(range(len(final))), "an index was skipped"
+    assert [r["seed"] for r in final] == [11 + i for i in range(len(final))]
+    assert claimed <= {r["run_index"] for r in final}, "a claimed run was never completed"
+    for name, content in saved.items():
+        assert (runs_dir / name).read_bytes() == content
+    assert [p.name for p in checkpoint_dir(DATASET, VERSION, "torch", results).iterdir()] == [".lock"]
+    assert not list(claims_dir(DATASET, VERSION, "torch", results).glob("claim_*"))
+    assert len(final) >= 2 * WORKERS, "the workers made too little progress between kills"
+    assert taken_over and resumed, "no kill left a run for another worker to resume"
+    assert [r["seed"] for r in reference] == [r["seed"] for r in final]
+    assert [numbers(r) for r in final] == [numbers(r) for r in reference]
+
+
+JAX_WORKERS = 2
+JAX_TRIALS = 4
+
+
+def start_jax_worker(argv: list[str], log: Path, env: dict) -> subprocess.Popen:
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "demos", DATASET, "jax", *argv], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+
+
+def kill_after_first_epoch(processes: list, logs: list[Path], delays: np.ndarray) -> None:
+    """SIGKILL each worker ``delay`` seconds after it printed its first epoch (JAX imports and
+    compiles for seconds first): its checkpoint writes (orbax) come right after."""
+    deadline, kill_at = time.monotonic() + 300, [None] * len(processes)
+    while any(p.returncode is None for p in processes):
+        assert time.monotonic() < deadline, "a JAX worker printed no epoch"
+        for i, process in enumerate(processes):
+            assert process.poll() is None or kill_at[i] is not None, logs[i].read_text()
+            if kill_at[i] is None and re.search(r"epoch +\d+/", logs[i].read_text()):
+                kill_at[i] = time.monotonic() + delays[i]
+            if kill_at[i] is not None and time.monotonic() >= kill_at[i] and process.poll() is None:
+                process.kill()
+                assert process.wait() == -signal.SIGKILL, logs[i].read_text()
+        time.sleep(0.01)
+
+
+def test_jax_workers_killed_around_their_checkpoint_writes(tmp_path):
+    """The same with two JAX workers over four trials (fewer: each JAX process imports and
+    compiles for seconds), each killed within 2 s after its first epoch, where its orbax
+    checkpoint writes are; then the claimed runs are finished and equal one-at-a-time runs."""
+    results, logs, runs_dir, argv = folders(tmp_path, "jax", epochs=3)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO),
+               XLA_FLAGS="--xla_cpu_multi_thread_eigen=false --xla_backend_optimization_level=0",
+               JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    rng = np.random.default_rng(20261203)
+    saved: dict[str, bytes] = {}
+    for trial in range(JAX_TRIALS):
+        trial_logs = [logs / f"trial_{trial}_{i}.log" for i in range(JAX_WORKERS)]
+        processes = [start_jax_worker(argv, log, env) for log in trial_logs]
+        kill_after_first_epoch(processes, trial_logs, rng.uniform(0.0, 2.0, JAX_WORKERS))
+        now = run_files(runs_dir)
+        for name, content in saved.items():
+            assert now.get(name) == content, f"trial {trial}: {name} was changed or lost"
+        results_store.load_runs(DATASET, VERSION, "jax", results, strict=True)
+        saved = now
+    claimed = trained_runs(list(logs.glob("trial_*.log")))
+    claims = claims_dir(DATASET, VERSION, "jax", results)
+    for attempt in range(6):
+        if not list(claims.glob("claim_*")):
+            break
+        log = logs / f"single_{attempt}.log"
+        assert start_jax_worker([*argv, "--runs", "1"], log, env).wait() == 0, log.read_text()
+    final = results_store.load_runs(DATASET, VERSION, "jax", results, strict=True)
+    log = logs / "reference.log"
+    reference_dir = tmp_path / "one_at_a_time"
+    assert start_jax_worker([*argv[:-1], str(reference_dir), "--runs", str(len(final))], log,
+                            env).wait() == 0, log.read_text()
+    reference = results_store.load_runs(DATASET, VERSION, "jax", reference_dir)
+
+    resumed = [r for r in final if r.get("resumed")]
+    print(f"\n{JAX_TRIALS} trials x {JAX_WORKERS} JAX workers killed: {len(claimed)} runs "
+          f"claimed, {len(final)} runs in the end, {len(resumed)} resumed from a checkpoint")
+    assert [r["run_index"] for r in final] == list(range(len(final)))
+    assert [r["seed"] for r in final] == [11 + i for i in range(len(final))]
+    assert claimed <= {r["run_index"] for r in final}
+    assert not list(claims.glob("claim_*"))
+    assert [p.name for p in checkpoint_dir(DATASET, VERSION, "jax", results).iterdir()] == [".lock"]
+    assert resumed, "no kill left a checkpoint to resume"
+    assert [numbers(r) for r in final] == [numbers(r) for r in reference]
