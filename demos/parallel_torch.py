@@ -125,6 +125,9 @@ class TorchRunGroup:
         if getattr(args, "compile", False):
             raise ValueError("--compile: parallel runs train without the fused kernels (torch.func); "
                              "leave --compile out, or use --parallel-runs 1")
+        if getattr(args, "compile_step", False):
+            raise ValueError("--compile-step: parallel runs train with torch.func, not the compiled "
+                             "step; leave --compile-step out, or use --parallel-runs 1")
         device = args.device or default_device()
         mode = args.parallel_mode
         if mode == "auto":
@@ -173,8 +176,8 @@ class TorchRunGroup:
         return str(self.device)
 
     def framework_settings(self) -> dict:
-        """A sequential TorchTrainer's settings (the fused kernels are not used by groups)."""
-        return {"torch_compile": False}
+        """A sequential TorchTrainer's settings (groups use neither the fused kernels nor the compiled step)."""
+        return {"torch_compile": False, "torch_compile_step": False}
 
     def group_settings(self) -> dict:
         """How the runs were stacked: ``{"mode": "vmap" | "map", "devices": 1}``."""

@@ -95,6 +95,10 @@ class TorchTrainer:
             of seconds of compilation at the first step); ``None`` reads the
             environment variable ``SCS_TORCH_COMPILE`` (``1`` enables). The
             resolved choice is kept as :attr:`compile_kernels`.
+        compile_step: compile the network's forward and backward whole with
+            ``torch.compile(mode="reduce-overhead")`` (CUDA graphs on a GPU: no per-step
+            launch overhead) and synchronise once per :meth:`train_steps` call; the
+            same maths up to float rounding (``--compile-step``).
         augment: the run's random crops / flips (:class:`demos.augment.AugmentPlan`,
             built for these images); ``None`` or a plan that does nothing: no
             augmentation. When it is enabled, :meth:`set_epoch` must be called
@@ -127,6 +131,7 @@ class TorchTrainer:
         device: str | None = None,
         compile_kernels: bool | None = None,
         augment: AugmentPlan | None = None,
+        compile_step: bool = False,
     ):
         if dtype not in _DTYPES:
             raise ValueError(f"dtype: expected one of {sorted(_DTYPES)}, got {dtype!r}")
@@ -148,6 +153,12 @@ class TorchTrainer:
         torch.manual_seed(seed)
         self.model = build_torch_model(architecture, dtype=self.dtype)
         self.model.to(device=self.device, memory_format=self.memory_format)
+        self.compile_step = bool(compile_step)
+        # The network's forward and backward compiled whole; on a GPU, replayed as CUDA graphs.
+        self._forward = (torch.compile(self.model, mode="reduce-overhead", dynamic=False)
+                         if self.compile_step else self.model)
+        if self.compile_step:  # the runner hands over whole epochs: one host synchronisation each
+            self.steps_per_call = None
         self.optimizer, self.scheduler = make_torch_optimizer(self.model.parameters(), schedule)
         self.images = self._to_device(train_images)
         self.labels = torch.from_numpy(np.asarray(train_labels, np.int64)).to(self.device)
@@ -164,6 +175,13 @@ class TorchTrainer:
                                  "compilation at the first step, then faster steps); the same "
                                  "maths up to float rounding, so a run may be resumed with or "
                                  "without it (default: off, unless SCS_TORCH_COMPILE=1)")
+        parser.add_argument("--compile-step", action="store_true",
+                            help="compile the network's forward and backward whole with "
+                                 "torch.compile(mode='reduce-overhead'): CUDA graphs on a GPU, which "
+                                 "remove the per-step launch overhead, and one host synchronisation "
+                                 "per epoch; needs a C++ compiler on a CPU, where it gains little. "
+                                 "The same maths up to float rounding, recorded as "
+                                 "torch_compile_step; a run may be resumed with or without it")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, architecture: Architecture, schedule: OneCycle,
@@ -173,7 +191,8 @@ class TorchTrainer:
         # Without --compile, None leaves the choice to SCS_TORCH_COMPILE.
         return cls(architecture, schedule, train_images, train_labels, seed=seed,
                    batch_size=args.batch_size, device=args.device,
-                   compile_kernels=True if args.compile else None, augment=augment)
+                   compile_kernels=True if args.compile else None, augment=augment,
+                   compile_step=getattr(args, "compile_step", False))
 
     @property
     def device_name(self) -> str:
@@ -181,8 +200,9 @@ class TorchTrainer:
         return str(self.device)
 
     def framework_settings(self) -> dict:
-        """``{"torch_compile": whether the fused kernels run}`` (changes rounding, not the maths)."""
-        return {"torch_compile": self.compile_kernels}
+        """``{"torch_compile": whether the fused kernels run, "torch_compile_step": whether the
+        whole step is compiled}`` (they change rounding, not the maths)."""
+        return {"torch_compile": self.compile_kernels, "torch_compile_step": self.compile_step}
 
     def _to_device(self, images: np.ndarray) -> torch.Tensor:
         nchw = np.ascontiguousarray(np.asarray(images).transpose(0, 3, 1, 2))
@@ -222,21 +242,33 @@ class TorchTrainer:
         Raises:
             ValueError: augmentation is on and no epoch was set (:meth:`set_epoch`).
         """
+        loss, correct = self._device_step(indices)
+        return loss.item(), int(correct)
+
+    def _device_step(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`train_step` without the host synchronisation: the loss and correct count on the device."""
         x, y = self._batch(indices)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.model(x)
+        if self.compile_step:
+            torch.compiler.cudagraph_mark_step_begin()
+        logits = self._forward(x)
         loss = F.cross_entropy(logits, y)
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
-        return loss.item(), int((logits.argmax(1) == y).sum())
+        return loss.detach(), (logits.argmax(1) == y).sum()
 
     def train_steps(self, batches: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`train_step` on each of ``batches``: float64 ``(S,)`` losses, int64 ``(S,)`` correct counts."""
-        results = [self.train_step(indices) for indices in batches]
-        return (np.array([loss for loss, _ in results], np.float64),
-                np.array([correct for _, correct in results], np.int64))
+        """:meth:`train_step` on each of ``batches``: float64 ``(S,)`` losses, int64 ``(S,)`` correct
+        counts; with ``compile_step``, one host synchronisation for them all."""
+        if not self.compile_step:
+            results = [self.train_step(indices) for indices in batches]
+            return (np.array([loss for loss, _ in results], np.float64),
+                    np.array([correct for _, correct in results], np.int64))
+        results = [self._device_step(indices) for indices in batches]
+        return (torch.stack([loss for loss, _ in results]).cpu().numpy().astype(np.float64),
+                torch.stack([correct for _, correct in results]).cpu().numpy().astype(np.int64))
 
     @torch.no_grad()
     def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

@@ -18,7 +18,7 @@ from demos.batch_plan import BatchPlan
 from demos.optim import OneCycle
 from demos.train_jax import JaxTrainer
 
-__all__ = ["EPOCHS", "scan_and_loop"]
+__all__ = ["EPOCHS", "drive", "scan_and_loop"]
 
 EPOCHS = 2
 
@@ -30,14 +30,21 @@ def _run(images, labels, seed: int, dtype: str, epoch_scan: bool, steps_per_call
     trainer = JaxTrainer(FASHION_MNIST, OneCycle(max_lr=MAX_LR, total_steps=EPOCHS * plan.steps_per_epoch),
                          images, labels, seed=seed, dtype=dtype, batch_size=BATCH, augment=plan_augment,
                          epoch_scan=epoch_scan, steps_per_call=steps_per_call)
+    return drive(trainer, plan, EPOCHS, images[:200], labels[:200])
+
+
+def drive(trainer, plan: BatchPlan, epochs: int, eval_images, eval_labels):
+    """Train one run's ``trainer`` as the runner does (``set_epoch``, then ``train_steps`` in
+    chunks of ``steps_per_call``), evaluating after each epoch; returns (every step's loss,
+    each epoch's evaluation, the final parameters as numpy)."""
     losses, evaluations = [], []
-    for epoch in range(EPOCHS):
+    for epoch in range(epochs):
         trainer.set_epoch(epoch)
         batches = plan.batches(epoch)
         chunk = trainer.steps_per_call or len(batches)
         for start in range(0, len(batches), chunk):
             losses += list(trainer.train_steps(batches[start:start + chunk])[0])
-        evaluations.append(trainer.evaluate(images[:200], labels[:200]))
+        evaluations.append(trainer.evaluate(eval_images, eval_labels))
     return np.array(losses), evaluations, trainer.parameters_numpy()
 
 
