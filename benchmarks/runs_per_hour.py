@@ -138,26 +138,32 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def measure(frameworks, args) -> dict:
+    """``{framework: worker's result or None}``, one fresh subprocess per framework."""
+    results = {}
+    for framework in frameworks:
+        with tempfile.NamedTemporaryFile(suffix=".json") as handle:
+            command = [sys.executable, str(Path(__file__).resolve()), "--worker", framework,
+                       "--json-out", handle.name, "--runs", str(args.runs), "--batch-size",
+                       str(args.batch_size), "--steps", str(args.steps), "--repeats", str(args.repeats)]
+            done = subprocess.run(command, cwd=ROOT)
+            results[framework] = json.loads(Path(handle.name).read_text()) if done.returncode == 0 else None
+    return results
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.worker:
         Path(args.json_out).write_text(json.dumps(worker(args.worker, args)))
         return 0
-    results = {}
-    for framework in (("torch", "jax") if args.framework == "both" else (args.framework,)):
-        with tempfile.NamedTemporaryFile(suffix=".json") as handle:
-            command = [sys.executable, __file__, "--worker", framework, "--json-out", handle.name,
-                       "--runs", str(args.runs), "--batch-size", str(args.batch_size),
-                       "--steps", str(args.steps), "--repeats", str(args.repeats)]
-            done = subprocess.run(command, cwd=ROOT)
-            results[framework] = json.loads(Path(handle.name).read_text()) if done.returncode == 0 else None
+    results = measure(("torch", "jax") if args.framework == "both" else (args.framework,), args)
     text = report(results, args)
     print(text)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d_%H%M")
     out = Path(args.out or ROOT / "results" / "benchmarks" / f"runs_per_hour_{stamp}.txt")
     out.write_text(text + "\n")
     out.with_suffix(".json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
-    return 0
+    return 0 if all(results.values()) else 1
 
 
 if __name__ == "__main__":

@@ -38,12 +38,13 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from . import epochs, runner, trainers
+from . import runner, trainers
 from .architectures import Architecture
 from .batch_plan import BatchPlan
 from .checkpoint import Checkpoint, CheckpointDir
 from .claims import ClaimLost
 from .data import ImageDataset
+from .epochs import NonFiniteLossError, chunk_totals, epoch_entry, non_finite, print_epoch
 from .optim import OneCycle
 from .recipe import augmentation, data_fingerprint
 
@@ -88,7 +89,7 @@ def train_claimed_group(demo, framework: str, data: ImageDataset, args: argparse
             print(f"resuming {_span(runs)} after epoch {epoch} of {args.epochs}", flush=True)
 
         def lost(k: int, error: Exception, works=works) -> None:
-            if isinstance(error, epochs.NonFiniteLossError):
+            if isinstance(error, NonFiniteLossError):
                 runner.note_failed(checkpoints, session, works[k], error)
             else:  # ClaimLost: another worker took the run over
                 print(f"warning: {error}.", file=sys.stderr, flush=True)
@@ -182,10 +183,10 @@ def _train_epochs(group, data: ImageDataset, args: argparse.Namespace, plans: li
             lost(k, error)
         evaluations = group.evaluate(data.test_images, data.test_labels)
         for k in active:
-            records[k]["epochs"].append(epochs.epoch_entry(
+            records[k]["epochs"].append(epoch_entry(
                 epoch, *totals[k], len(data.train_labels), evaluations[k],
                 learning_rates[(epoch + 1) * steps - 1], start, train_seconds))
-            epochs.print_epoch(records[k]["run_index"], args.epochs, records[k]["epochs"][-1])
+            print_epoch(records[k]["run_index"], args.epochs, records[k]["epochs"][-1])
         if checkpoints is not None and epoch + 1 < args.epochs:
             for k in list(active):  # each run on its own, as a sequential run is checkpointed
                 try:
@@ -211,9 +212,9 @@ def _train_group_epoch(group, batches: list[list], step: int, epoch: int, epochs
         parts = [run[start:start + chunk] for run in batches]
         losses, corrects = group.train_steps(parts)
         for k in [k for k in totals if k not in errors]:
-            loss_sum, correct, bad = epochs.chunk_totals(parts[k], losses[k], corrects[k])
+            loss_sum, correct, bad = chunk_totals(parts[k], losses[k], corrects[k])
             if bad is not None:
-                errors[k] = epochs.non_finite(records[k], losses[k][bad], epoch, start + bad, count, step)
+                errors[k] = non_finite(records[k], losses[k][bad], epoch, start + bad, count, step)
                 continue
             totals[k] = (totals[k][0] + loss_sum, totals[k][1] + correct)
         bar.update(len(parts[0]))
