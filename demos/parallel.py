@@ -69,11 +69,13 @@ def check_group_fits(framework: str, architecture: Architecture, data: ImageData
     steps = BatchPlan(len(data.train_labels), args.batch_size, args.seed).steps_per_epoch
     schedule = OneCycle(max_lr=args.max_lr, total_steps=args.epochs * steps)
     try:
-        trainers.group_class(framework).from_args(
+        check = trainers.group_class(framework).from_args(
             args, architecture, schedule, data.train_images, data.train_labels, seeds=[args.seed],
             augments=[augmentation(args, data, args.seed)], steps_per_epoch=steps, check_runs=runs)
     except ValueError as error:  # TooManyRunsError, --step-loop, --compile...
         raise GroupRefused(str(error)) from None
+    if check.advice():
+        print(f"note: {check.advice()}", file=sys.stderr, flush=True)
 
 
 def train_claimed_group(demo, framework: str, data: ImageDataset, args: argparse.Namespace,

@@ -132,6 +132,14 @@ class JaxRunGroup:
                    steps_per_call=getattr(args, "steps_per_call", None) or default_steps_per_call(),
                    check_runs=check_runs)
 
+    def advice(self) -> str | None:
+        """A note for the user when ``K`` runs at once are measured slower here than one at a time."""
+        if self.devices[0].platform != "cpu":
+            return None
+        return ("on a CPU, K JAX runs at once measured ~4x fewer runs per hour than one at a time "
+                "(XLA:CPU runs scanned steps and grouped convolutions slowly; "
+                "benchmarks/runs_per_hour.py); --workers N uses more cores instead")
+
     def _stack(self, trees: list):
         """Per-run pytrees stacked on a leading run axis, padded and sharded over the devices."""
         trees = trees + [trees[-1]] * (self.padded_runs - len(trees))

@@ -135,6 +135,13 @@ class TorchRunGroup:
         return cls(architecture, schedule, train_images, train_labels, seeds=seeds, batch_size=args.batch_size,
                    device=device, augments=augments, mode=mode, check_runs=check_runs)
 
+    def advice(self) -> str | None:
+        """A note for the user when ``K`` runs at once are measured slower here than one at a time."""
+        if self.device.type != "cpu":
+            return None
+        return ("on a CPU, K torch runs at once measured ~2x fewer runs per hour than one at a time "
+                "(benchmarks/runs_per_hour.py); --workers N uses more cores instead")
+
     def _check_memory(self, model: torch.nn.Module, runs: int) -> dict:
         """One run's memory, measured on ``model`` before the group is allocated: the tensors a
         training step's forward saves for the backward (counted by ``saved_tensors_hooks``), its

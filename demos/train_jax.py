@@ -2,13 +2,14 @@
 
 The twin of :mod:`demos.train_torch`, with the same methods in the same order,
 and the demos' only adapter to JAX (:class:`demos.trainers.Trainer`): its
-flags (``--step-loop``, ``--steps-per-call``), its device, its recorded
+flags (``--step-loop``, ``--epoch-scan``, ``--steps-per-call``), its device, its recorded
 settings (``jax_epoch_scan``, ``jax_steps_per_call``) and its checkpoint state
 (orbax, ``state/``). Never imports torch. The model is split once
 (``nnx.split``) and the step is a pure function of (parameters, optimizer
 state) (:mod:`demos.jax_steps`) under ``jax.jit``, compiled once: every batch
 has the same shape, the last partial batch being padded and masked out of
-the loss. By default :meth:`JaxTrainer.train_steps` runs a chunk of steps
+the loss. With ``epoch_scan`` (the constructor's default; the demos' on an
+accelerator, :func:`default_epoch_scan`) :meth:`JaxTrainer.train_steps` runs a chunk of steps
 (the whole epoch on an accelerator) as one ``lax.scan``, with one host
 synchronisation per chunk, and :meth:`JaxTrainer.evaluate` the whole set as
 another; ``epoch_scan=False`` (``--step-loop``) calls the jitted step once per
@@ -41,7 +42,8 @@ from .jax_steps import (augment_chunk, augment_indices, batch_ranges, gather_bat
 from .optim import OneCycle, make_optax_optimizer
 from .trainers import group_canonical
 
-__all__ = ["JaxTrainer", "default_device", "default_steps_per_call", "scan_options", "check_dtype"]
+__all__ = ["JaxTrainer", "default_device", "default_epoch_scan", "default_steps_per_call", "scan_options",
+           "check_dtype"]
 
 _DTYPES = ("float32", "float64")
 
@@ -53,11 +55,25 @@ def default_device() -> str:
 
 
 def scan_options(args: argparse.Namespace) -> dict:
-    """``epoch_scan`` and ``steps_per_call`` from :meth:`JaxTrainer.add_arguments`' flags."""
-    step_loop = getattr(args, "step_loop", False)
+    """``epoch_scan`` and ``steps_per_call`` from :meth:`JaxTrainer.add_arguments`' flags
+    (neither ``--step-loop`` nor ``--epoch-scan``: :func:`default_epoch_scan`)."""
+    if getattr(args, "step_loop", False):
+        scan = False
+    else:
+        scan = getattr(args, "epoch_scan", False) or default_epoch_scan()
     chunk = getattr(args, "steps_per_call", None)
-    return {"epoch_scan": not step_loop,
-            "steps_per_call": None if step_loop else (chunk or default_steps_per_call())}
+    return {"epoch_scan": scan, "steps_per_call": (chunk or default_steps_per_call()) if scan else None}
+
+
+def default_epoch_scan() -> bool:
+    """The demos' default for one run: the epoch scan on an accelerator, the step loop on a CPU.
+
+    XLA:CPU compiles the convolutions' gradients inside a scan body another way
+    than in a step of its own (the float32 rounding differs, ``test_epoch_scan.py``),
+    and measured 3.6-4.1x slower per step at batch 256 on a 2-core EPYC
+    (``benchmarks/runs_per_hour.py``, ``results/benchmarks/runs_per_hour_*``).
+    """
+    return jax.devices()[0].platform != "cpu"
 
 
 def default_steps_per_call() -> int | None:
@@ -156,11 +172,15 @@ class JaxTrainer:
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        """``--step-loop`` and ``--steps-per-call``; JAX picks its default device."""
-        parser.add_argument("--step-loop", action="store_true",
-                            help="one jitted call per training step, as before the epoch scan "
-                                 "(default: each chunk of steps and each evaluation pass is one "
-                                 "compiled lax.scan; the same numbers)")
+        """``--step-loop`` / ``--epoch-scan`` and ``--steps-per-call``; JAX picks its default device."""
+        how = parser.add_mutually_exclusive_group()
+        how.add_argument("--step-loop", action="store_true",
+                         help="one jitted call per training step (the default on a CPU, where "
+                              "XLA:CPU runs the scan's steps ~4x slower)")
+        how.add_argument("--epoch-scan", action="store_true",
+                         help="each chunk of training steps and each evaluation pass as one "
+                              "compiled lax.scan, one host synchronisation per chunk (the default "
+                              "on an accelerator); the same numbers as --step-loop")
         parser.add_argument("--steps-per-call", type=positive_int, default=None,
                             help="training steps per compiled call of the epoch scan: the progress "
                                  "bar moves once per call (default: 8 on a CPU, the whole epoch "

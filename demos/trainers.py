@@ -122,7 +122,9 @@ def group_class(framework: str) -> type:
 
     It has the :class:`Trainer` methods for ``K`` runs (``train_steps`` takes and returns
     one row per run, ``evaluate`` returns ``K`` pairs), ``from_args(..., seeds=, augments=,
-    steps_per_epoch=)``, ``group_settings()`` and ``memory`` (:mod:`demos.run_memory`).
+    steps_per_epoch=, check_runs=)``, ``group_settings()``, ``memory`` (:mod:`demos.run_memory`),
+    ``run_state(k)`` / ``load_run_states(states)`` (each run's checkpoint, in the sequential
+    trainer's format), ``load_parameters``, ``run_parameters`` and ``advice()``.
 
     Raises:
         ValueError: unknown ``framework`` (the message lists the choices).
