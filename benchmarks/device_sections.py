@@ -9,7 +9,7 @@ still leaves what it measured. Each checks the time it has left
 Features of issue 12 are found, not assumed: the JAX epoch scan
 (``JaxTrainer.train_steps``), the parallel runs (``demos.trainers.group_class``)
 and the torch opt-in that removes per-step overhead (a keyword of
-``TorchTrainer`` listed in :data:`TORCH_OPT_IN`). What a checkout lacks is
+``TorchTrainer``, :data:`TORCH_OPT_IN`). What a checkout lacks is
 recorded as ``"not available in this checkout"``.
 
 Timing reuses :func:`benchmarks.speed.time_variants` (interleaved steps of
@@ -39,10 +39,9 @@ from demos.optim import OneCycle
 from demos.recipe import REFERENCE
 
 NOT_AVAILABLE = "not available in this checkout"
-#: ``TorchTrainer`` keywords that switch on the opt-in path without per-step
-#: overhead (CUDA graphs / ``torch.compile(mode="reduce-overhead")``), the first found is used
-#: (else any boolean keyword named for graphs or overhead, :func:`_torch_opt_in`).
-TORCH_OPT_IN = ("cuda_graphs", "reduce_overhead")
+#: The ``TorchTrainer`` keyword of the opt-in path without per-step overhead
+#: (``--compile-step``: ``torch.compile(mode="reduce-overhead")``, CUDA graphs on a GPU).
+TORCH_OPT_IN = "compile_step"
 _GIB = 2**30
 
 
@@ -198,11 +197,8 @@ def _torch_pair(scs, first_scs, name: str, other, context, sizes: Sizes) -> dict
 
 
 def _torch_opt_in(keywords) -> str | None:
-    """The ``TorchTrainer`` keyword of the overhead-removing opt-in: one of :data:`TORCH_OPT_IN`,
-    else a boolean one named for graphs or overhead, else ``None``."""
-    named = [k for k in TORCH_OPT_IN if k in keywords]
-    guessed = [k for k, v in keywords.items() if ("graph" in k or "overhead" in k) and v.default in (False, None)]
-    return (named + guessed + [None])[0]
+    """:data:`TORCH_OPT_IN` if ``TorchTrainer`` takes it (``keywords``: its signature's), else ``None``."""
+    return TORCH_OPT_IN if TORCH_OPT_IN in keywords else None
 
 
 def torch_steps(sizes: Sizes, record: Record) -> None:

@@ -33,6 +33,12 @@ peak resident memory (``ru_maxrss``) of that process, each epoch's time
 against (steps x median step time), and for JAX how many times the train and
 evaluation steps were compiled.
 
+Then, unless ``--no-runs-per-hour``, :mod:`benchmarks.runs_per_hour` times
+the ways to train side by side per framework — JAX's step loop and epoch
+scan, ``--parallel-runs`` K runs at once mapped and vmapped, torch's loop and
+K runs — and reports runs per hour relative to one run (the epoch scan /
+step loop ratio included).
+
 The report (absolute milliseconds labelled with the machine, then the ratios
 SCS / floor, SCS / same-framework plain, SCS / unfold baseline per framework,
 where the floor is the faster of the two frameworks' plain-network steps) is
@@ -62,6 +68,7 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
+from benchmarks import runs_per_hour  # noqa: E402
 from demos import machine as host  # noqa: E402
 from demos.recipe import REFERENCE  # noqa: E402
 from demos.trainers import FRAMEWORKS, trainer_class  # noqa: E402
@@ -233,14 +240,14 @@ def epoch_worker(args) -> dict:
 
     Trainer = trainer_class(args.epoch_worker)
     steps, evaluations, trainers = [], [], []
-    train_step, evaluate = Trainer.train_step, Trainer.evaluate
+    train_steps, evaluate = Trainer.train_steps, Trainer.evaluate
 
-    def timed_train_step(self, indices):
+    def timed_train_steps(self, batches):  # a chunk of steps (JAX's epoch scan): its time shared out
         if not trainers or trainers[-1] is not self:
             trainers.append(self)
         start = time.perf_counter()
-        result = train_step(self, indices)
-        steps.append(time.perf_counter() - start)
+        result = train_steps(self, batches)
+        steps.extend([(time.perf_counter() - start) / len(batches)] * len(batches))
         return result
 
     def timed_evaluate(self, images, labels):
@@ -249,7 +256,7 @@ def epoch_worker(args) -> dict:
         evaluations.append(time.perf_counter() - start)
         return result
 
-    Trainer.train_step, Trainer.evaluate = timed_train_step, timed_evaluate
+    Trainer.train_steps, Trainer.evaluate = timed_train_steps, timed_evaluate
     with tempfile.TemporaryDirectory() as results_dir:
         argv = ["bench", "--epochs", str(args.epochs), "--runs", "1", "--results-dir", results_dir,
                 "--batch-size", str(args.batch_size), "--no-progress"]
@@ -269,8 +276,8 @@ def epoch_worker(args) -> dict:
     }
     if args.epoch_worker == "jax" and trainers:
         out["compiles"] = {
-            "train_step": trainers[-1]._train_step._cache_size(),
-            "eval_step": trainers[-1]._eval_step._cache_size(),
+            "train_step": trainers[-1]._train_scan._cache_size(),  # the epoch scan, the demos' default
+            "eval_step": trainers[-1]._eval_scan._cache_size(),
         }
     return out
 
@@ -380,7 +387,7 @@ def report(info: dict, steps: dict, epochs: dict, args) -> str:
     if epochs:
         add("")
         add(f"demo epochs (demos.runner, real Fashion-MNIST, batch {args.batch_size}, {args.epochs} epochs, "
-            "every train_step/evaluate call timed):")
+            "every train_steps/evaluate call timed, a chunk's time shared out over its steps):")
         for framework, result in epochs.items():
             if not result or not result.get("epochs"):
                 add(f"  {framework}: no result" + (f" (exit status {result['status']})" if result else ""))
@@ -416,6 +423,10 @@ def parse_args(argv=None):
     parser.add_argument("--no-epoch", action="store_true", help="skip the demo epochs (memory, epoch time)")
     parser.add_argument("--no-compile", dest="compile", action="store_false",
                         help="skip torch's opt-in fused kernels (saves their compilation)")
+    parser.add_argument("--parallel-runs", type=int, default=4,
+                        help="K of the runs-per-hour section (benchmarks/runs_per_hour.py)")
+    parser.add_argument("--no-runs-per-hour", dest="runs_per_hour", action="store_false",
+                        help="skip the runs-per-hour section (step loop, epoch scan, K runs at once)")
     parser.add_argument("--out", default=None, help="report path (default results/benchmarks/speed_<date>.txt)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per worker")
     parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
@@ -445,14 +456,19 @@ def main(argv=None) -> int:
             rounds[framework].append(_run_worker("--worker", framework, args, args.timeout))
     steps = {f: _merge_rounds(results) for f, results in rounds.items()}
     epochs = {} if args.no_epoch else {f: _run_worker("--epoch-worker", f, args, args.timeout) for f in frameworks}
+    per_hour_args = argparse.Namespace(runs=args.parallel_runs, batch_size=args.batch_size, steps=8, repeats=3)
+    per_hour = runs_per_hour.measure(frameworks, per_hour_args) if args.runs_per_hour else None
     info["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     text = report(info, steps, epochs, args)
+    if per_hour is not None:
+        text += "\n\n" + runs_per_hour.report(per_hour, per_hour_args)
     print(text)
     out = Path(args.out) if args.out else ROOT / "results" / "benchmarks" / f"speed_{now:%Y-%m-%d_%H%M}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n")
     out.with_suffix(".json").write_text(json.dumps(
-        {"machine": info, "args": vars(args), "steps": steps, "epochs": epochs}, indent=1))
+        {"machine": info, "args": vars(args), "steps": steps, "epochs": epochs, "runs_per_hour": per_hour},
+        indent=1))
     print(f"\nsaved {out} and {out.with_suffix('.json').name}", file=sys.stderr)
     return 0 if all(steps.values()) else 1
 

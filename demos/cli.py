@@ -165,6 +165,16 @@ def _add_run_arguments(parser: argparse.ArgumentParser, recipe: Recipe) -> None:
                         help="label smoothing eps of the training loss, in [0, 1): cross-entropy "
                              "against (1 - eps) one-hot + eps / classes; the test loss is plain "
                              "cross-entropy (default: %(default)s)")
+    parser.add_argument("--parallel-runs", type=positive_int, default=1, metavar="K",
+                        help="train K runs with consecutive seeds at once, each saved as its own "
+                             "record (the same numbers as one at a time); refused, naming the "
+                             "largest K that fits, when K runs would not fit in memory "
+                             "(default: %(default)s)")
+    parser.add_argument("--parallel-mode", choices=("auto", "vmap", "map"), default="auto",
+                        help="how parallel runs share a step: vmap (batched operations, fast on "
+                             "GPUs) or map (one run after another inside each step); auto: map on "
+                             "a CPU, where vmapped runs measured slower than sequential ones, "
+                             "vmap elsewhere (default: %(default)s)")
 
 
 def _add_input_output_arguments(parser: argparse.ArgumentParser) -> None:

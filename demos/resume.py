@@ -9,6 +9,11 @@ was training. A checkpoint made under other settings
 abandoned on a non-finite loss is never trained on: it is tidied away when
 that is safe, refused otherwise (the claim given back) with a message naming
 it and the fix.
+
+A worker that trains ``K`` runs at a time (``--parallel-runs K``) claims ``K`` at
+once: runs others left first, then a block of ``K`` consecutive new indices.
+Each run of a group is checkpointed on its own, in the sequential format, so
+any worker resumes it, whatever its ``--parallel-runs``.
 """
 
 from __future__ import annotations
@@ -47,32 +52,41 @@ def next_run_index(dataset: str, framework: str, args: argparse.Namespace,
 
 
 def claim_next(checkpoints: CheckpointDir, dataset: str, framework: str, args: argparse.Namespace,
-               data: ImageDataset, data_sha256: str) -> Work:
-    """Claim this worker's next run; tidies runs found already saved or abandoned.
+               data: ImageDataset, data_sha256: str, count: int = 1) -> list[Work]:
+    """Claim this worker's next run, or up to ``count`` runs (``--parallel-runs``: free runs
+    first, then a block of consecutive new ones, :meth:`demos.claims.RunClaims.claim_runs`);
+    tidies runs found already saved or abandoned (fewer than ``count`` are returned then,
+    at least one).
 
     Raises:
-        CheckpointError: the claimed run's checkpoint does not fit this command
-            line or the results folder (the message says how, and to move it
-            away); the claim was given back.
+        CheckpointError: a claimed run's checkpoint does not fit this command line or
+            the results folder (the message says how, and to move it away); every
+            claim of this call was given back.
     """
     while True:
-        (claim,) = checkpoints.claims.claim_runs(
-            1, first_free=lambda: next_run_index(dataset, framework, args, checkpoints),
+        claims = checkpoints.claims.claim_runs(
+            count, first_free=lambda: next_run_index(dataset, framework, args, checkpoints),
             resumable=checkpoints.runs_in_progress())
+        works = []
         try:
-            checkpoint = checkpoints.latest(claim.run_index)
-            if _finished(claim.run_index, checkpoint, checkpoints, dataset, framework, args):
-                claim.finish()
-                continue
-            if checkpoint is not None:
-                _check_fits(checkpoint, checkpoints, dataset, framework, args, data, data_sha256)
+            for claim in claims:
+                checkpoint = checkpoints.latest(claim.run_index)
+                if _finished(claim.run_index, checkpoint, checkpoints, dataset, framework, args):
+                    claim.finish()
+                    continue
+                if checkpoint is not None:
+                    _check_fits(checkpoint, checkpoints, dataset, framework, args, data, data_sha256)
+                works.append(Work(claim, checkpoint))
         except BaseException:
-            claim.undo()
+            for claim in claims:  # a finished claim's files are gone already
+                claim.undo()
             raise
-        if claim.took_over and claim.took_over["why"] != "released":
-            print(f"run {claim.run_index}: taking it over from {claim.took_over['owner']} "
-                  f"(claim {claim.took_over['why']})", flush=True)
-        return Work(claim, checkpoint)
+        for claim in (w.claim for w in works):
+            if claim.took_over and claim.took_over["why"] != "released":
+                print(f"run {claim.run_index}: taking it over from {claim.took_over['owner']} "
+                      f"(claim {claim.took_over['why']})", flush=True)
+        if works:
+            return works
 
 
 def _move_away(checkpoints: CheckpointDir) -> str:

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import os
 import platform
 import sys
@@ -48,7 +47,7 @@ from dataclasses import replace
 
 from tqdm import tqdm
 
-from . import atomic, machine, registry, results_store, trainers, workers
+from . import atomic, machine, parallel, registry, results_store, trainers, workers
 from .architectures import Architecture
 from .batch_plan import BatchPlan
 from .checkpoint import Checkpoint, CheckpointDir, CheckpointError
@@ -56,6 +55,7 @@ from .claims import ClaimLost
 from .cli import parse_args
 from .data import DataUnavailableError, ImageDataset
 from .data.tfds_idx import silence_progress_bars
+from .epochs import NonFiniteLossError, chunk_totals, epoch_entry, non_finite, print_epoch
 from .optim import OneCycle
 from .recipe import augmentation, data_fingerprint, run_arch, run_settings
 from .records import SCHEMA_VERSION
@@ -63,19 +63,6 @@ from .resume import claim_next
 from .stats import summarize
 
 __all__ = ["parse_args", "main", "train_run", "NonFiniteLossError"]
-
-
-class NonFiniteLossError(RuntimeError):
-    """A training loss became NaN or infinite; the run is abandoned and not saved.
-
-    ``run_index``, ``epoch`` and ``step`` (both 1-based, the step counted within
-    the epoch) say where; ``record`` is the run's record up to the last
-    completed epoch.
-    """
-
-    def __init__(self, message: str, run_index: int, epoch: int, step: int, record: dict):
-        super().__init__(message)
-        self.run_index, self.epoch, self.step, self.record = run_index, epoch, step, record
 
 
 class _CommandError(ValueError):
@@ -108,7 +95,7 @@ def main(dataset: str, framework: str, argv=None, *, prog: str | None = None) ->
     try:
         checkpoints.acquire()
         return _train_runs(demo, framework, data, args, checkpoints, data_sha256)
-    except CheckpointError as error:
+    except (CheckpointError, parallel.GroupRefused) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:
@@ -162,25 +149,37 @@ def _check_schedule(args: argparse.Namespace, data: ImageDataset) -> None:
 
 
 class _Session:
-    """What this demo did so far: runs saved and failed, and the run it trains now."""
+    """What this demo did so far: runs saved and failed, and the runs it trains now
+    (one, or a group's with ``--parallel-runs``)."""
 
     def __init__(self):
-        self.completed, self.failed, self.work = 0, 0, None
+        self.completed, self.failed, self.works = 0, 0, []
 
 
 def _train_runs(demo: registry.Demo, framework: str, data: ImageDataset, args: argparse.Namespace,
                 checkpoints: CheckpointDir, data_sha256: str) -> int:
-    """Claim and train run after run until ``--runs`` or Ctrl-C, each saved when complete;
+    """Claim and train run after run (or ``--parallel-runs`` runs at a time, through
+    :mod:`demos.parallel`) until ``--runs`` or Ctrl-C, each saved when complete;
     the exit status.
 
     Raises:
         CheckpointError: a claimed run's checkpoint does not fit (exit status 2).
     """
     session = _Session()
+    if args.parallel_runs > 1:  # a K that cannot work is refused before any run is claimed
+        parallel.check_group_fits(framework, demo.architecture, data, args)
     try:
         while args.runs is None or session.completed + session.failed < args.runs:
-            session.work = claim_next(checkpoints, demo.name, framework, args, data, data_sha256)
-            _train_claimed(demo, framework, data, args, checkpoints, session, data_sha256)
+            if args.parallel_runs > 1:
+                left = args.parallel_runs if args.runs is None else min(
+                    args.parallel_runs, args.runs - session.completed - session.failed)
+                session.works = claim_next(checkpoints, demo.name, framework, args, data,
+                                           data_sha256, count=left)
+                parallel.train_claimed_group(demo, framework, data, args, checkpoints, session,
+                                             data_sha256)
+            else:
+                session.works = claim_next(checkpoints, demo.name, framework, args, data, data_sha256)
+                _train_claimed(demo, framework, data, args, checkpoints, session, data_sha256)
     except KeyboardInterrupt:
         _report_stop(checkpoints, session)
         return 0
@@ -193,7 +192,7 @@ def _train_claimed(demo: registry.Demo, framework: str, data: ImageDataset,
     """Train the session's claimed run and save it (or note it failed on a non-finite
     loss, or leave it to the worker that took it over); counted in ``session``. A
     Ctrl-C during the saving is held back until the run is saved and counted."""
-    work = session.work
+    (work,) = session.works
     run_index, resume = work.run_index, work.checkpoint
     if resume is not None:
         print(f"resuming run {run_index} after epoch {resume.epoch} of {args.epochs} "
@@ -203,46 +202,61 @@ def _train_claimed(demo: registry.Demo, framework: str, data: ImageDataset,
                            not args.no_progress, checkpoints=checkpoints, resume=resume,
                            data_sha256=data_sha256)
     except NonFiniteLossError as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        with atomic.deferred_sigint():
-            note = checkpoints.mark_failed(run_index, str(error), error.record)
-            checkpoints.remove(run_index)
-            work.claim.finish()
-            session.failed, session.work = session.failed + 1, None
-            print(f"noted in {note}, so that its seed is not tried again.", file=sys.stderr,
-                  flush=True)
+        note_failed(checkpoints, session, work, error)
         return
     except ClaimLost as lost:
         print(f"warning: {lost}.", file=sys.stderr, flush=True)
-        session.work = None
+        session.works = []
         return
+    save_claimed(checkpoints, session, work, record, args)
+
+
+def note_failed(checkpoints: CheckpointDir, session: _Session, work, error: NonFiniteLossError) -> None:
+    """Abandon ``work``'s run on ``error`` (a non-finite loss): say so, note it so that its seed
+    is not tried again, delete its checkpoints, finish its claim; counted in ``session``."""
+    print(f"error: {error}", file=sys.stderr, flush=True)
     with atomic.deferred_sigint():
+        note = checkpoints.mark_failed(work.run_index, str(error), error.record)
+        checkpoints.remove(work.run_index)
+        work.claim.finish()
+        session.failed += 1
+        session.works = [w for w in session.works if w is not work]
+        print(f"noted in {note}, so that its seed is not tried again.", file=sys.stderr,
+              flush=True)
+
+
+def save_claimed(checkpoints: CheckpointDir, session: _Session, work, record: dict,
+                 args: argparse.Namespace) -> None:
+    """Save ``work``'s finished run (unless another worker took it over or saved it), delete its
+    checkpoints, finish its claim; counted in ``session``. Ctrl-C is held back meanwhile."""
+    with atomic.deferred_sigint():
+        session.works = [w for w in session.works if w is not work]
         try:
             work.claim.verify()
             path = results_store.save_run(record, args.results_dir)
         except (ClaimLost, results_store.ResultsError) as lost:  # ResultsError: saved meanwhile
             print(f"warning: {lost}.", file=sys.stderr, flush=True)
-            session.work = None
             return
-        checkpoints.remove(run_index)
+        checkpoints.remove(work.run_index)
         work.claim.finish()
-        session.completed, session.work = session.completed + 1, None
-        print(f"saved run {run_index} to {path}", flush=True)
+        session.completed += 1
+        print(f"saved run {work.run_index} to {path}", flush=True)
 
 
 def _report_stop(checkpoints: CheckpointDir, session: _Session) -> None:
-    try:
-        left = None if session.work is None else checkpoints.latest(session.work.run_index)
-    except CheckpointError:
-        left = None
-    if left is not None:
-        where = (f"run {left.run_index} resumes after epoch {left.epoch} when you run the same "
-                 "command again")
-    elif session.work is not None:
-        where = (f"run {session.work.run_index} had no completed epoch: it starts afresh when "
-                 "you run the same command again")
-    else:
-        where = "no run was in progress"
+    wheres = []
+    for work in session.works:
+        try:
+            left = checkpoints.latest(work.run_index)
+        except CheckpointError:
+            left = None
+        if left is not None:
+            wheres.append(f"run {left.run_index} resumes after epoch {left.epoch} when you run "
+                          "the same command again")
+        else:
+            wheres.append(f"run {work.run_index} had no completed epoch: it starts afresh when "
+                          "you run the same command again")
+    where = "; ".join(wheres) or "no run was in progress"
     print(f"\nstopped; {session.completed} run(s) completed and saved in this session; {where}.",
           file=sys.stderr)
 
@@ -290,18 +304,10 @@ def train_run(framework: str, architecture: Architecture, data: ImageDataset,
         step += plan.steps_per_epoch
         train_seconds = time.perf_counter() - start
         test_loss, test_accuracy = trainer.evaluate(data.test_images, data.test_labels)
-        record["epochs"].append({
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / len(data.train_labels),
-            "train_accuracy": correct / len(data.train_labels),
-            "test_loss": test_loss,
-            "test_accuracy": test_accuracy,
-            "test_error": 100.0 * (1.0 - test_accuracy),
-            "learning_rate": float(learning_rates[step - 1]),
-            "seconds": time.perf_counter() - start,
-            "train_seconds": train_seconds,
-        })
-        _print_epoch(run_index, args.epochs, record["epochs"][-1])
+        record["epochs"].append(epoch_entry(
+            epoch, loss_sum, correct, len(data.train_labels), (test_loss, test_accuracy),
+            learning_rates[step - 1], start, train_seconds))
+        print_epoch(run_index, args.epochs, record["epochs"][-1])
         if checkpoints is not None and epoch + 1 < args.epochs:
             # The last epoch's state goes straight into the results file.
             checkpoints.save(trainer, record, step)
@@ -344,34 +350,24 @@ def _train_epoch(trainer: trainers.Trainer, batches: list, step: int, epoch: int
                  record: dict, progress: bool) -> tuple[float, int]:
     """One pass over ``batches`` (index arrays); returns (summed loss, correct predictions).
 
+    The batches go to ``trainer.train_steps`` ``trainer.steps_per_call`` at a time
+    (the whole epoch when ``None``); the progress bar moves after each call.
+
     Raises:
         NonFiniteLossError: at the first non-finite loss (``step``: global steps before this epoch).
     """
-    run_index = record["run_index"]
     loss_sum, correct = 0.0, 0
-    bar = tqdm(batches, desc=f"run {run_index} epoch {epoch + 1}/{epochs}",
+    chunk = trainer.steps_per_call or len(batches)
+    bar = tqdm(total=len(batches), desc=f"run {record['run_index']} epoch {epoch + 1}/{epochs}",
                leave=False, disable=not progress, unit="batch", file=sys.stderr)
-    for batch_number, indices in enumerate(bar):
-        loss, batch_correct = trainer.train_step(indices)
-        if not math.isfinite(loss):
+    for start in range(0, len(batches), chunk):
+        part = batches[start:start + chunk]
+        losses, corrects = trainer.train_steps(part)
+        part_loss, part_correct, bad = chunk_totals(part, losses, corrects)
+        if bad is not None:
             bar.close()
-            raise NonFiniteLossError(
-                f"run {run_index}: the training loss became {loss} at epoch {epoch + 1}, "
-                f"step {batch_number + 1} of {len(batches)} (global step {step + batch_number + 1}); "
-                "the run is abandoned and not saved",
-                run_index, epoch + 1, batch_number + 1, record,
-            )
-        loss_sum += loss * len(indices)
-        correct += batch_correct
+            raise non_finite(record, losses[bad], epoch, start + bad, len(batches), step)
+        loss_sum, correct = loss_sum + part_loss, correct + part_correct
+        bar.update(len(part))
     bar.close()
     return loss_sum, correct
-
-
-def _print_epoch(run_index: int, epochs: int, entry: dict) -> None:
-    print(
-        f"run {run_index:3d}  epoch {entry['epoch']:3d}/{epochs}  {entry['seconds']:6.1f} s  "
-        f"lr {entry['learning_rate']:.2e}  train loss {entry['train_loss']:.4f}  "
-        f"test loss {entry['test_loss']:.4f}  train acc {100 * entry['train_accuracy']:6.2f}%  "
-        f"test acc {100 * entry['test_accuracy']:6.2f}%",
-        flush=True,
-    )

@@ -1,17 +1,24 @@
-"""The JAX training loop of the demos: one jitted optimizer step per batch, evaluation.
+"""The JAX training loop of the demos: whole epochs in one compiled call, or one call per step.
 
 The twin of :mod:`demos.train_torch`, with the same methods in the same order,
 and the demos' only adapter to JAX (:class:`demos.trainers.Trainer`): its
-device and its checkpoint state (orbax, ``state/``); it adds no flags and no
-settings. Never imports torch. The model is split once (``nnx.split``) and the step is a
-pure function of (parameters, optimizer state) under ``jax.jit``, compiled once:
-every batch has the same shape, the last partial batch being padded and
-masked out of the loss. With augmentation (:mod:`demos.augment`) the step
-also takes the batch's crop/flip gather indices, fixed-shape arrays padded
-like the batch, and gathers the augmented images on the device inside the
-compiled step; whether it does is fixed at construction, so it is still
-compiled once. The training set lives on the default device
-(``jax.device_put``); nothing assumes a CPU.
+flags (``--step-loop``, ``--epoch-scan``, ``--steps-per-call``), its device, its recorded
+settings (``jax_epoch_scan``, ``jax_steps_per_call``) and its checkpoint state
+(orbax, ``state/``). Never imports torch. The model is split once
+(``nnx.split``) and the step is a pure function of (parameters, optimizer
+state) (:mod:`demos.jax_steps`) under ``jax.jit``, compiled once: every batch
+has the same shape, the last partial batch being padded and masked out of
+the loss. With ``epoch_scan`` (the constructor's default; the demos' on an
+accelerator, :func:`default_epoch_scan`) :meth:`JaxTrainer.train_steps` runs a chunk of steps
+(the whole epoch on an accelerator) as one ``lax.scan``, with one host
+synchronisation per chunk, and :meth:`JaxTrainer.evaluate` the whole set as
+another; ``epoch_scan=False`` (``--step-loop``) calls the jitted step once per
+batch instead. Both compute the same numbers. With augmentation
+(:mod:`demos.augment`) the step also takes the batch's crop/flip gather
+indices, fixed-shape arrays padded like the batch, and gathers the augmented
+images on the device inside the compiled step; whether it does is fixed at
+construction, so it is still compiled once. The training set lives on the
+default device (``jax.device_put``); nothing assumes a CPU.
 """
 
 from __future__ import annotations
@@ -22,17 +29,20 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from .architectures import Architecture
 from .augment import AugmentPlan, active_plan, check_epoch
 from .build_jax import build_jax_model, canonical_parameters, layer_from_numpy, parameter_layers
-from .losses import check_label_smoothing, smoothed_cross_entropy
+from .cli import positive_int
+from .jax_steps import (augment_chunk, augment_indices, batch_ranges, gather_batch, make_eval_step,
+                         make_train_step, padded_chunks, scan_eval, scan_steps)
+from .losses import check_label_smoothing
 from .optim import OneCycle, make_optax_optimizer
 from .trainers import group_canonical
 
-__all__ = ["JaxTrainer", "default_device"]
+__all__ = ["JaxTrainer", "default_device", "default_epoch_scan", "default_steps_per_call", "scan_options",
+           "check_dtype"]
 
 _DTYPES = ("float32", "float64")
 
@@ -43,27 +53,49 @@ def default_device() -> str:
     return f"{device.platform} {getattr(device, 'device_kind', '')}".strip()
 
 
-def _gather_batch(images, index, rows, cols, padding: int):
-    """``images[index]`` (NHWC), zero-padded by ``padding`` and gathered at ``rows``/``cols``.
+def scan_options(args: argparse.Namespace) -> dict:
+    """``epoch_scan`` and ``steps_per_call`` from :meth:`JaxTrainer.add_arguments`' flags
+    (neither ``--step-loop`` nor ``--epoch-scan``: :func:`default_epoch_scan`)."""
+    if getattr(args, "step_loop", False):
+        scan = False
+    else:
+        scan = getattr(args, "epoch_scan", False) or default_epoch_scan()
+    chunk = getattr(args, "steps_per_call", None)
+    return {"epoch_scan": scan, "steps_per_call": (chunk or default_steps_per_call()) if scan else None}
 
-    ``rows``/``cols`` (``(B, H)``/``(B, W)`` ints, :func:`demos.augment.gather_indices`)
-    ``None``: no augmentation, the plain batch.
+
+def default_epoch_scan() -> bool:
+    """The demos' default for one run: the epoch scan on an accelerator, the step loop on a CPU.
+
+    XLA:CPU compiles the convolutions' gradients inside a scan body another way
+    than in a step of its own (the float32 rounding differs, ``test_epoch_scan.py``),
+    and measured 3.6-4.1x slower per step at batch 256 on a 2-core EPYC
+    (``benchmarks/runs_per_hour.py``, ``results/benchmarks/runs_per_hour_*``).
     """
-    x = images[index]
-    if rows is None:
-        return x
-    if padding:
-        x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    batch = jnp.arange(x.shape[0])[:, None, None]
-    return x[batch, rows[:, :, None], cols[:, None, :]]
+    return jax.devices()[0].platform != "cpu"
 
 
-def _masked_loss(graphdef, params, x, y, mask, label_smoothing: float):
-    logits = nnx.merge(graphdef, params)(x)
-    losses = smoothed_cross_entropy(logits, y, label_smoothing)
-    loss = jnp.sum(losses * mask) / jnp.sum(mask)
-    correct = jnp.sum((jnp.argmax(logits, -1) == y) * mask)
-    return loss, correct
+def default_steps_per_call() -> int | None:
+    """The epoch scan's chunk: ``None`` (the whole epoch) on an accelerator, 8 steps on a CPU.
+
+    A CPU takes seconds per step at batch 1024, so a chunk keeps the progress
+    bar moving at no measurable cost; an accelerator's epoch is a fraction of
+    a second, where each host synchronisation counts.
+    """
+    return 8 if jax.devices()[0].platform == "cpu" else None
+
+
+def check_dtype(dtype: str):
+    """``dtype`` as a ``jnp.dtype``.
+
+    Raises:
+        ValueError: not ``"float32"``/``"float64"``, or float64 without ``jax_enable_x64``.
+    """
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype: expected one of {list(_DTYPES)}, got {dtype!r}")
+    if dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError("dtype: 'float64' needs jax.config.update('jax_enable_x64', True) first")
+    return jnp.dtype(dtype)
 
 
 class JaxTrainer:
@@ -84,10 +116,15 @@ class JaxTrainer:
             before :meth:`train_step`.
         label_smoothing: ε of the training loss (:func:`demos.losses.smoothed_cross_entropy`,
             ``optax.smooth_labels``; 0: plain cross-entropy); :meth:`evaluate` is plain.
+        epoch_scan: :meth:`train_steps` and :meth:`evaluate` as one ``lax.scan``
+            per call (default), or one jitted step per batch (``False``).
+        steps_per_call: the scan's compiled length; the runner hands
+            :meth:`train_steps` at most this many batches at once. ``None``:
+            the whole epoch (compiled for the first call's length).
 
     Raises:
         ValueError: a bad ``dtype`` (or float64 without x64) or ``label_smoothing``,
-            or an ``augment`` plan made for other images.
+            an ``augment`` plan made for other images, or ``steps_per_call`` < 1.
     """
 
     framework = "jax"
@@ -106,13 +143,13 @@ class JaxTrainer:
         batch_size: int,
         augment: AugmentPlan | None = None,
         label_smoothing: float = 0.0,
+        epoch_scan: bool = True,
+        steps_per_call: int | None = None,
     ):
+        if steps_per_call is not None and (not isinstance(steps_per_call, int) or steps_per_call < 1):
+            raise ValueError(f"steps_per_call: expected a positive int or None, got {steps_per_call!r}")
         self.label_smoothing = check_label_smoothing(label_smoothing)
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype: expected one of {list(_DTYPES)}, got {dtype!r}")
-        if dtype == "float64" and not jax.config.jax_enable_x64:
-            raise ValueError("dtype: 'float64' needs jax.config.update('jax_enable_x64', True) first")
-        self.dtype = jnp.dtype(dtype)
+        self.dtype = check_dtype(dtype)
         self.batch_size = int(batch_size)
         self.augment = active_plan(augment, train_images)
         self.epoch: int | None = None
@@ -124,41 +161,42 @@ class JaxTrainer:
         self.labels = jax.device_put(np.asarray(train_labels, np.int32))
         self._eval_cache: tuple = (None, None)
 
-        graphdef, tx, smoothing = self.graphdef, self.tx, self.label_smoothing
+        self.epoch_scan = bool(epoch_scan)
+        self.steps_per_call = steps_per_call if self.epoch_scan else 1
         padding = 0 if self.augment is None else self.augment.crop_padding
-
-        def gather_batch(images, index, rows, cols):
-            return _gather_batch(images, index, rows, cols, padding)
-
-        def train_step(params, opt_state, images, labels, index, rows, cols, mask):
-            x, y = gather_batch(images, index, rows, cols), labels[index]
-            (loss, correct), grads = jax.value_and_grad(
-                lambda p: _masked_loss(graphdef, p, x, y, mask, smoothing), has_aux=True
-            )(params)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss, correct
-
-        def eval_step(params, x, y, mask):
-            logits = nnx.merge(graphdef, params)(x)
-            losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-            return jnp.sum(losses * mask), jnp.sum((jnp.argmax(logits, -1) == y) * mask)
-
-        self._batch_images = jax.jit(gather_batch)
-        self._train_step = jax.jit(train_step, donate_argnums=(0, 1))
+        step = make_train_step(self.graphdef, self.tx, padding, self.label_smoothing)
+        eval_step = make_eval_step(self.graphdef)
+        self._batch_images = jax.jit(lambda images, index, rows, cols: gather_batch(
+            images, index, rows, cols, padding))
+        self._train_step = jax.jit(step, donate_argnums=(0, 1))
         self._eval_step = jax.jit(eval_step)
+        self._train_scan = jax.jit(scan_steps(step), donate_argnums=(0, 1))
+        self._eval_scan = jax.jit(scan_eval(eval_step))
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        """No flags of its own: JAX picks its default device."""
+        """``--step-loop`` / ``--epoch-scan`` and ``--steps-per-call``; JAX picks its default device."""
+        how = parser.add_mutually_exclusive_group()
+        how.add_argument("--step-loop", action="store_true",
+                         help="one jitted call per training step (the default on a CPU, where "
+                              "XLA:CPU runs the scan's steps ~4x slower)")
+        how.add_argument("--epoch-scan", action="store_true",
+                         help="each chunk of training steps and each evaluation pass as one "
+                              "compiled lax.scan, one host synchronisation per chunk (the default "
+                              "on an accelerator); the same numbers as --step-loop")
+        parser.add_argument("--steps-per-call", type=positive_int, default=None,
+                            help="training steps per compiled call of the epoch scan: the progress "
+                                 "bar moves once per call (default: 8 on a CPU, the whole epoch "
+                                 "on an accelerator)")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, architecture: Architecture, schedule: OneCycle,
                   train_images: np.ndarray, train_labels: np.ndarray, *, seed: int,
                   augment: AugmentPlan) -> JaxTrainer:
-        """The trainer of a demo's command line."""
+        """The trainer of a demo's command line (:meth:`add_arguments`' flags included)."""
         return cls(architecture, schedule, train_images, train_labels, seed=seed,
                    batch_size=args.batch_size, augment=augment,
-                   label_smoothing=args.label_smoothing)
+                   label_smoothing=args.label_smoothing, **scan_options(args))
 
     @property
     def device_name(self) -> str:
@@ -166,8 +204,10 @@ class JaxTrainer:
         return default_device()
 
     def framework_settings(self) -> dict:
-        """None: the JAX runs' settings are the recipe's."""
-        return {}
+        """How the steps were run: ``{"jax_epoch_scan": bool, "jax_steps_per_call": int or None}``
+        (never compared: the same numbers either way)."""
+        return {"jax_epoch_scan": self.epoch_scan,
+                "jax_steps_per_call": self.steps_per_call if self.epoch_scan else None}
 
     @property
     def model(self) -> nnx.Module:
@@ -175,31 +215,14 @@ class JaxTrainer:
         return nnx.merge(self.graphdef, self.params)
 
     def _pad(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n = len(indices)
-        if not 0 < n <= self.batch_size:
-            raise ValueError(f"indices: expected 1 to {self.batch_size} examples, got {n}")
-        index = np.zeros(self.batch_size, np.int32)
-        index[:n] = indices
-        mask = np.zeros(self.batch_size, self.dtype)
-        mask[:n] = 1
-        return index, mask
+        index, mask, _ = padded_chunks([np.asarray(indices)], self.batch_size, 1, self.dtype)
+        return index[0], mask[0]
 
     def _augment_indices(self, indices: np.ndarray):
-        """The padded batch's int32 ``(batch_size, H)``, ``(batch_size, W)`` gather indices.
-
-        ``(None, None)`` without augmentation.
-        """
+        """:func:`augment_indices` of this run's plan, ``(None, None)`` without augmentation."""
         if self.augment is None:
             return None, None
-        # epoch None (set_epoch not called): batch_indices raises. Padding rows
-        # keep the uncropped window (any valid index would do: they are masked out).
-        rows, cols = self.augment.batch_indices(np.asarray(indices), self.epoch)
-        pad = self.augment.crop_padding
-        n, height, width = len(rows), self.augment.height, self.augment.width
-        rows_full = np.tile(np.arange(pad, pad + height, dtype=np.int32), (self.batch_size, 1))
-        cols_full = np.tile(np.arange(pad, pad + width, dtype=np.int32), (self.batch_size, 1))
-        rows_full[:n], cols_full[:n] = rows, cols
-        return rows_full, cols_full
+        return augment_indices(self.augment, indices, self.epoch, self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         """The 0-based epoch the next training steps belong to (it picks their augmentation).
@@ -240,21 +263,61 @@ class JaxTrainer:
         )
         return float(loss), int(correct)
 
-    def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-        """Mean cross-entropy and accuracy over a whole set (e.g. the test set)."""
+    def train_steps(self, batches: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Consecutive Adam steps on ``batches`` (at most :attr:`steps_per_call`).
+
+        Returns:
+            float64 ``(S,)`` mean losses and int64 ``(S,)`` correct predictions, one per batch:
+            one compiled ``lax.scan`` and one host synchronisation (``epoch_scan``), else
+            :meth:`train_step` per batch. A non-finite loss does not stop the chunk.
+
+        Raises:
+            ValueError: augmentation is on and no epoch was set, or bad ``batches``.
+        """
+        if not self.epoch_scan:
+            results = [self.train_step(indices) for indices in batches]
+            return (np.array([loss for loss, _ in results], np.float64),
+                    np.array([correct for _, correct in results], np.int64))
+        length = self.steps_per_call or self._epoch_length(len(batches))
+        index, mask, active = padded_chunks(batches, self.batch_size, length, self.dtype)
+        rows, cols = augment_chunk(self.augment, batches, self.epoch, self.batch_size, length)
+        self.params, self.opt_state, losses, corrects = self._train_scan(
+            self.params, self.opt_state, self.images, self.labels, index, rows, cols, mask, active)
+        count = len(batches)
+        return (np.asarray(losses, np.float64)[:count], np.asarray(corrects, np.int64)[:count])
+
+    def _epoch_length(self, count: int) -> int:
+        """Without ``steps_per_call``: the first call's length, kept (one compiled shape)."""
+        if getattr(self, "_scan_length", None) is None:
+            self._scan_length = count
+        return self._scan_length
+
+    def _device_set(self, images: np.ndarray, labels: np.ndarray):
+        """The evaluation set on the device, cached for the last set asked (the test set)."""
         if self._eval_cache[0] is not images:
             self._eval_cache = (
                 images,
-                (jax.device_put(np.asarray(images, self.dtype)), np.asarray(labels, np.int32)),
+                (jax.device_put(np.asarray(images, self.dtype)), jax.device_put(np.asarray(labels, np.int32))),
             )
-        x_all, y_all = self._eval_cache[1]
-        n = len(y_all)
+        return self._eval_cache[1]
+
+    def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy over a whole set (e.g. the test set).
+
+        One compiled scan over the set's batches (``epoch_scan``), else one call per batch;
+        the per-batch sums are added on the host in order, the same numbers either way.
+        """
+        x_all, y_all = self._device_set(images, labels)
+        n = len(labels)
+        batches = batch_ranges(n, self.batch_size)
+        index, mask, _ = padded_chunks(batches, self.batch_size, len(batches), self.dtype)
+        if self.epoch_scan:
+            sums, corrects = (np.asarray(a).tolist() for a in self._eval_scan(self.params, x_all, y_all, index, mask))
+        else:
+            results = [self._eval_step(self.params, x_all[i], y_all[i], m) for i, m in zip(index, mask)]
+            sums, corrects = [a for a, _ in results], [b for _, b in results]
         loss_sum, correct = 0.0, 0
-        for start in range(0, n, self.batch_size):
-            index, mask = self._pad(np.arange(start, min(start + self.batch_size, n)))
-            batch_loss, batch_correct = self._eval_step(
-                self.params, x_all[index], jax.device_put(y_all[index]), mask
-            )
+        for batch_loss, batch_correct in zip(sums, corrects):
             loss_sum += float(batch_loss)
             correct += int(batch_correct)
         return loss_sum / n, correct / n

@@ -24,7 +24,7 @@ from .losses import check_label_smoothing
 from .optim import OneCycle, make_torch_optimizer
 from .trainers import group_canonical
 
-__all__ = ["TorchTrainer", "default_device", "parse_device"]
+__all__ = ["TorchTrainer", "default_device", "parse_device", "gather_batch"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -49,6 +49,28 @@ def parse_device(text: str) -> str:
     return text
 
 
+def gather_batch(images: torch.Tensor, labels: torch.Tensor, indices: np.ndarray,
+                 augment: AugmentPlan | None, epoch: int | None, memory_format=torch.contiguous_format
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``images[indices]`` (NCHW, on their device), cropped and flipped as ``augment`` says for
+    ``epoch`` (``None``: no augmentation), in ``memory_format``; and ``labels[indices]``.
+
+    Raises:
+        ValueError: augmentation without an epoch (``set_epoch`` not called), or bad ``indices``.
+    """
+    device = images.device
+    index = torch.from_numpy(np.asarray(indices, np.int64)).to(device)
+    x = images[index]
+    if augment is not None:
+        rows, cols = (torch.from_numpy(a).to(device) for a in augment.batch_indices(np.asarray(indices), epoch))
+        pad = augment.crop_padding
+        nhwc = F.pad(x.permute(0, 2, 3, 1), (0, 0, pad, pad, pad, pad))
+        batch = torch.arange(len(index), device=device)[:, None, None]
+        x = nhwc[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+        x = x.contiguous(memory_format=memory_format)
+    return x, labels[index]
+
+
 class TorchTrainer:
     """Trains one network with Adam + one-cycle, stepped every batch (the reference's recipe).
 
@@ -66,6 +88,10 @@ class TorchTrainer:
             of seconds of compilation at the first step); ``None`` reads the
             environment variable ``SCS_TORCH_COMPILE`` (``1`` enables). The
             resolved choice is kept as :attr:`compile_kernels`.
+        compile_step: compile the network's forward and backward whole with
+            ``torch.compile(mode="reduce-overhead")`` (CUDA graphs on a GPU: no per-step
+            launch overhead) and synchronise once per :meth:`train_steps` call; the
+            same maths up to float rounding (``--compile-step``).
         augment: the run's random crops / flips (:class:`demos.augment.AugmentPlan`,
             built for these images); ``None`` or a plan that does nothing: no
             augmentation. When it is enabled, :meth:`set_epoch` must be called
@@ -85,6 +111,8 @@ class TorchTrainer:
     framework = "torch"
     STATE_NAME = "state.pt"
     takes_device = True
+    #: The runner hands :meth:`train_steps` one batch at a time: each step is its own call anyway.
+    steps_per_call = 1
 
     def __init__(
         self,
@@ -100,6 +128,7 @@ class TorchTrainer:
         compile_kernels: bool | None = None,
         augment: AugmentPlan | None = None,
         label_smoothing: float = 0.0,
+        compile_step: bool = False,
     ):
         if dtype not in _DTYPES:
             raise ValueError(f"dtype: expected one of {sorted(_DTYPES)}, got {dtype!r}")
@@ -122,6 +151,12 @@ class TorchTrainer:
         torch.manual_seed(seed)
         self.model = build_torch_model(architecture, dtype=self.dtype)
         self.model.to(device=self.device, memory_format=self.memory_format)
+        self.compile_step = bool(compile_step)
+        # The network's forward and backward compiled whole; on a GPU, replayed as CUDA graphs.
+        self._forward = (torch.compile(self.model, mode="reduce-overhead", dynamic=False)
+                         if self.compile_step else self.model)
+        if self.compile_step:  # the runner hands over whole epochs: one host synchronisation each
+            self.steps_per_call = None
         self.optimizer, self.scheduler = make_torch_optimizer(self.model.parameters(), schedule)
         self.images = self._to_device(train_images)
         self.labels = torch.from_numpy(np.asarray(train_labels, np.int64)).to(self.device)
@@ -138,6 +173,13 @@ class TorchTrainer:
                                  "compilation at the first step, then faster steps); the same "
                                  "maths up to float rounding, so a run may be resumed with or "
                                  "without it (default: off, unless SCS_TORCH_COMPILE=1)")
+        parser.add_argument("--compile-step", action="store_true",
+                            help="compile the network's forward and backward whole with "
+                                 "torch.compile(mode='reduce-overhead'): CUDA graphs on a GPU, which "
+                                 "remove the per-step launch overhead, and one host synchronisation "
+                                 "per epoch; needs a C++ compiler on a CPU, where it gains little. "
+                                 "The same maths up to float rounding, recorded as "
+                                 "torch_compile_step; a run may be resumed with or without it")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, architecture: Architecture, schedule: OneCycle,
@@ -148,6 +190,7 @@ class TorchTrainer:
         return cls(architecture, schedule, train_images, train_labels, seed=seed,
                    batch_size=args.batch_size, device=args.device,
                    compile_kernels=True if args.compile else None, augment=augment,
+                   compile_step=getattr(args, "compile_step", False),
                    label_smoothing=args.label_smoothing)
 
     @property
@@ -156,8 +199,9 @@ class TorchTrainer:
         return str(self.device)
 
     def framework_settings(self) -> dict:
-        """``{"torch_compile": whether the fused kernels run}`` (changes rounding, not the maths)."""
-        return {"torch_compile": self.compile_kernels}
+        """``{"torch_compile": whether the fused kernels run, "torch_compile_step": whether the
+        whole step is compiled}`` (they change rounding, not the maths)."""
+        return {"torch_compile": self.compile_kernels, "torch_compile_step": self.compile_step}
 
     def _to_device(self, images: np.ndarray) -> torch.Tensor:
         nchw = np.ascontiguousarray(np.asarray(images).transpose(0, 3, 1, 2))
@@ -165,17 +209,7 @@ class TorchTrainer:
 
     def _batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """The (augmented) training images ``(B, C, H, W)`` and labels of ``indices``, on the device."""
-        index = torch.from_numpy(np.asarray(indices, np.int64)).to(self.device)
-        x = self.images[index]
-        if self.augment is not None:  # epoch None (set_epoch not called): batch_indices raises
-            rows, cols = (torch.from_numpy(a).to(self.device)
-                          for a in self.augment.batch_indices(np.asarray(indices), self.epoch))
-            pad = self.augment.crop_padding
-            nhwc = F.pad(x.permute(0, 2, 3, 1), (0, 0, pad, pad, pad, pad))
-            batch = torch.arange(len(index), device=self.device)[:, None, None]
-            x = nhwc[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-            x = x.contiguous(memory_format=self.memory_format)
-        return x, self.labels[index]
+        return gather_batch(self.images, self.labels, indices, self.augment, self.epoch, self.memory_format)
 
     def set_epoch(self, epoch: int) -> None:
         """The 0-based epoch the next training steps belong to (it picks their augmentation).
@@ -207,15 +241,33 @@ class TorchTrainer:
         Raises:
             ValueError: augmentation is on and no epoch was set (:meth:`set_epoch`).
         """
+        loss, correct = self._device_step(indices)
+        return loss.item(), int(correct)
+
+    def _device_step(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`train_step` without the host synchronisation: the loss and correct count on the device."""
         x, y = self._batch(indices)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.model(x)
+        if self.compile_step:
+            torch.compiler.cudagraph_mark_step_begin()
+        logits = self._forward(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
-        return loss.item(), int((logits.argmax(1) == y).sum())
+        return loss.detach(), (logits.argmax(1) == y).sum()
+
+    def train_steps(self, batches: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`train_step` on each of ``batches``: float64 ``(S,)`` losses, int64 ``(S,)`` correct
+        counts; with ``compile_step``, one host synchronisation for them all."""
+        if not self.compile_step:
+            results = [self.train_step(indices) for indices in batches]
+            return (np.array([loss for loss, _ in results], np.float64),
+                    np.array([correct for _, correct in results], np.int64))
+        results = [self._device_step(indices) for indices in batches]
+        return (torch.stack([loss for loss, _ in results]).cpu().numpy().astype(np.float64),
+                torch.stack([correct for _, correct in results]).cpu().numpy().astype(np.int64))
 
     @torch.no_grad()
     def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

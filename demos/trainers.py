@@ -22,13 +22,17 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only
     from .augment import AugmentPlan
     from .optim import OneCycle
 
-__all__ = ["TRAINERS", "FRAMEWORKS", "Trainer", "trainer_class", "group_canonical"]
+__all__ = ["TRAINERS", "FRAMEWORKS", "GROUP_TRAINERS", "Trainer", "trainer_class", "group_class",
+           "group_canonical"]
 
 #: Each framework's trainer, as ``"module:class"`` (imported on first use).
 TRAINERS = {"torch": "demos.train_torch:TorchTrainer", "jax": "demos.train_jax:JaxTrainer"}
 
 #: The frameworks' names, in the order tables and comparisons list them.
 FRAMEWORKS: tuple[str, ...] = tuple(TRAINERS)
+
+#: Each framework's trainer of ``K`` runs at once (``--parallel-runs``, :mod:`demos.parallel`).
+GROUP_TRAINERS = {"torch": "demos.parallel_torch:TorchRunGroup", "jax": "demos.parallel_jax:JaxRunGroup"}
 
 
 class Trainer(Protocol):
@@ -40,6 +44,8 @@ class Trainer(Protocol):
     STATE_NAME: ClassVar[str]
     #: Whether the demos of this framework take ``--device``.
     takes_device: ClassVar[bool]
+    #: How many batches the runner hands :meth:`train_steps` at once (``None``: a whole epoch).
+    steps_per_call: int | None
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -63,6 +69,9 @@ class Trainer(Protocol):
 
     def train_step(self, indices: np.ndarray) -> tuple[float, int]:
         """One optimizer step on the examples ``indices``: (mean loss, correct predictions)."""
+
+    def train_steps(self, batches: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Consecutive steps on ``batches``: per-step mean losses ``(S,)`` and correct predictions ``(S,)``."""
 
     def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
         """Mean cross-entropy and accuracy over a whole set."""
@@ -105,8 +114,27 @@ def trainer_class(framework: str) -> type[Trainer]:
     Raises:
         ValueError: unknown ``framework`` (the message lists the choices).
     """
+    return _load(TRAINERS, framework)
+
+
+def group_class(framework: str) -> type:
+    """The trainer of ``K`` parallel runs of ``framework`` (:data:`GROUP_TRAINERS`), imported now.
+
+    It has the :class:`Trainer` methods for ``K`` runs (``train_steps`` takes and returns
+    one row per run, ``evaluate`` returns ``K`` pairs), ``from_args(..., seeds=, augments=,
+    steps_per_epoch=, check_runs=)``, ``group_settings()``, ``memory`` (:mod:`demos.run_memory`),
+    ``run_state(k)`` / ``load_run_states(states)`` (each run's checkpoint, in the sequential
+    trainer's format), ``load_parameters``, ``run_parameters`` and ``advice()``.
+
+    Raises:
+        ValueError: unknown ``framework`` (the message lists the choices).
+    """
+    return _load(GROUP_TRAINERS, framework)
+
+
+def _load(table: dict, framework: str):
     try:
-        module, name = TRAINERS[framework].split(":")
+        module, name = table[framework].split(":")
     except (KeyError, TypeError):
         raise ValueError(f"framework: expected one of {', '.join(FRAMEWORKS)}, got {framework!r}") from None
     return getattr(importlib.import_module(module), name)

@@ -37,17 +37,26 @@ class MaxAbsPoolFunction(torch.autograd.Function):
     and the upstream gradient is scattered there once
     (``max_pool2d_with_indices_backward``), instead of two scatters of full
     size, their sum and the negation's backward.
+
+    Written for ``torch.func`` (``setup_context``, ``generate_vmap_rule``): ``apply``
+    returns the output and the chosen elements' indices (non-differentiable).
     """
 
-    @staticmethod
-    def forward(ctx, x, kernel_size, stride, ceil_mode):
-        out, indices = max_abs_pool_with_indices(x, kernel_size, stride, ceil_mode)
-        ctx.save_for_backward(x, indices)
-        ctx.pool_args = (kernel_size, stride, ceil_mode)
-        return out
+    generate_vmap_rule = True
 
     @staticmethod
-    def backward(ctx, grad):
+    def forward(x, kernel_size, stride, ceil_mode):
+        return max_abs_pool_with_indices(x, kernel_size, stride, ceil_mode)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, kernel_size, stride, ceil_mode = inputs
+        ctx.mark_non_differentiable(output[1])
+        ctx.save_for_backward(x, output[1])
+        ctx.pool_args = (kernel_size, stride, ceil_mode)
+
+    @staticmethod
+    def backward(ctx, grad, _):
         x, indices = ctx.saved_tensors
         kernel_size, stride, ceil_mode = ctx.pool_args
         grad_x = torch.ops.aten.max_pool2d_with_indices_backward(

@@ -12,7 +12,8 @@ import torch
 
 
 def sharpen_forward(dot, norm, exponent, scale, eps: float, needs_grad: bool):
-    """:class:`Sharpen`'s output and what its backward needs (``None`` without ``needs_grad``)."""
+    """:class:`Sharpen`'s output and the tensors its backward needs besides the inputs and
+    the output (``None`` without ``needs_grad``)."""
     cos = torch.div(dot, norm).mul_(scale)
     base = cos.abs().add_(eps)
     sign = cos.sign()
@@ -23,12 +24,16 @@ def sharpen_forward(dot, norm, exponent, scale, eps: float, needs_grad: bool):
         return out, None
     # ∂out/∂dot = e · |out| / base · scale / norm; |out| as out · sign(c): 0 where c = 0.
     slope = torch.mul(out, sign).div_(base).mul_(exponent * scale).div_(norm)
-    return out, (dot, out, base.log_(), slope, norm, scale)
+    return out, (base.log_(), slope)
 
 
 def sharpen_backward(grad, saved, eps: float):
-    """:class:`Sharpen`'s gradients wrt ``dot``, ``norm``, ``exponent`` and ``scale``."""
-    dot, out, log_base, slope, norm, scale = saved
+    """:class:`Sharpen`'s gradients wrt ``dot``, ``norm``, ``exponent`` and ``scale``.
+
+    ``saved``: ``(dot, norm, exponent, scale, out)`` and what :func:`sharpen_forward` returned
+    besides ``out``.
+    """
+    dot, norm, _, scale, out, log_base, slope = saved
     grad_dot = grad * slope
     # ∂out/∂norm = -∂out/∂dot · dot / norm and ∂out/∂scale = ∂out/∂dot · dot / scale:
     # one product, summed over channels and over the batch and positions.
@@ -55,19 +60,33 @@ def kernels() -> tuple[Callable, Callable]:
     return _kernels
 
 
+def _functorch_grad_levels() -> int:
+    """How many ``torch.func`` differentiation transforms (``grad``, ``vjp``, ``jvp``, ...) are active."""
+    try:  # private, present since torch 2.0; without it plain autograd's rule applies
+        from torch._C._functorch import TransformType
+        from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+    except ImportError:  # pragma: no cover - other torch versions
+        return 0
+    kinds = (TransformType.Grad, TransformType.Jvp)
+    return sum(interpreter.key() in kinds for interpreter in retrieve_all_functorch_interpreters())
+
+
 def refuse_double_backward(what: str) -> None:
-    """Raise when a backward runs with ``create_graph=True`` (grad mode on inside backward).
+    """Raise when a backward runs to be differentiated again (``create_graph=True``, nested ``torch.func.grad``).
 
     The hand-written backwards are not differentiable: their saved tensors
     depend on the inputs, so treating the gradient as a constant would give
     silently wrong second derivatives (``torch.autograd.function.once_differentiable``
     only catches the case where the incoming gradient itself requires grad).
+    Plain autograd runs a backward with grad mode on only for ``create_graph=True``;
+    ``torch.func.grad`` always does, so one level of it is a first-order gradient
+    (parallel runs: ``vmap`` of ``grad``) and two levels are not.
     """
-    if torch.is_grad_enabled():
+    if torch.is_grad_enabled() and _functorch_grad_levels() != 1:
         raise RuntimeError(
             f"{what}: second-order gradients (create_graph=True, gradgradcheck, "
-            "Hessian-vector products) are not supported by scs_torch; compute them "
-            "with scs_jax (its custom VJPs are differentiable) or without create_graph"
+            "Hessian-vector products, nested torch.func.grad) are not supported by scs_torch; "
+            "compute them with scs_jax (its custom VJPs are differentiable) or without create_graph"
         )
 
 
@@ -88,18 +107,40 @@ class Sharpen(torch.autograd.Function):
     ``∓∂out/∂dot · dot`` divided by ``norm`` and ``scale``. Not twice
     differentiable: a backward with ``create_graph=True`` raises. The work is
     done by the two functions of :func:`kernels`.
+
+    Written for ``torch.func`` (``forward`` without ``ctx``, ``setup_context``):
+    ``apply`` returns the output followed by the intermediates the backward
+    needs (non-differentiable), and ``generate_vmap_rule`` lets ``torch.func.vmap``
+    run it over a leading batch of parameters and inputs (parallel runs).
+    Call it through :func:`sharpen`, which skips it when no gradient is needed.
     """
 
-    @staticmethod
-    def forward(ctx, dot, norm, exponent, scale, eps):
-        out, saved = _kernels[0](dot, norm, exponent, scale, eps, any(ctx.needs_input_grad[:4]))
-        if saved is not None:
-            ctx.save_for_backward(*saved)
-            ctx.eps = eps
-        return out
+    generate_vmap_rule = True
 
     @staticmethod
-    def backward(ctx, grad):
+    def forward(dot, norm, exponent, scale, eps):
+        out, extras = _kernels[0](dot, norm, exponent, scale, eps, True)
+        return (out, *extras)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        dot, norm, exponent, scale, eps = inputs
+        ctx.mark_non_differentiable(*output[1:])
+        ctx.save_for_backward(dot, norm, exponent, scale, *output)
+        ctx.eps = eps
+
+    @staticmethod
+    def backward(ctx, grad, *unused):
         refuse_double_backward("sharpened_cosine_similarity")
         grad_dot, grad_norm, grad_exponent, grad_scale = _kernels[1](grad, ctx.saved_tensors, ctx.eps)
         return grad_dot, grad_norm if ctx.needs_input_grad[1] else None, grad_exponent, grad_scale, None
+
+
+def sharpen(dot, norm, exponent, scale, eps: float):
+    """:class:`Sharpen`'s output; without a gradient to compute, the forward kernel alone.
+
+    Shapes as :class:`Sharpen`'s; the result has ``dot``'s shape and dtype.
+    """
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (dot, norm, exponent, scale)):
+        return Sharpen.apply(dot, norm, exponent, scale, eps)[0]
+    return _kernels[0](dot, norm, exponent, scale, eps, False)[0]

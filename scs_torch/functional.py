@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from ._checks import check_similarity_arguments
 from ._maxabs import max_abs_pool_with_indices
 from ._reductions import window_sum
-from ._sharpen import Sharpen, refuse_double_backward
+from ._sharpen import refuse_double_backward, sharpen
 from .pooling import max_abs_pool
 from .shapes import Padding, Size, check_ceil_mode, pool_output_size, positive_pair, resolve_padding
 
@@ -98,16 +98,24 @@ class _CosineMaxAbsPool(torch.autograd.Function):
     tensors fewer than a backward through the division.
     """
 
-    @staticmethod
-    def forward(ctx, dot, norm, kernel_size, stride, ceil_mode):
-        cos = (dot / norm).flatten(1, 2)
-        pooled, indices = max_abs_pool_with_indices(cos, kernel_size, stride, ceil_mode)
-        ctx.save_for_backward(cos, norm, pooled, indices)
-        ctx.pool_args = (kernel_size, stride, ceil_mode)
-        return pooled
+    generate_vmap_rule = True
 
     @staticmethod
-    def backward(ctx, grad):
+    def forward(dot, norm, kernel_size, stride, ceil_mode):
+        cos = (dot / norm).flatten(1, 2)
+        pooled, indices = max_abs_pool_with_indices(cos, kernel_size, stride, ceil_mode)
+        return pooled, cos, indices
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, norm, kernel_size, stride, ceil_mode = inputs
+        pooled, cos, indices = output
+        ctx.mark_non_differentiable(cos, indices)
+        ctx.save_for_backward(cos, norm, pooled, indices)
+        ctx.pool_args = (kernel_size, stride, ceil_mode)
+
+    @staticmethod
+    def backward(ctx, grad, *unused):
         refuse_double_backward("sharpened_cosine_similarity_max_abs_pool")
         cos, norm, pooled, indices = ctx.saved_tensors
         kernel_size, stride, ceil_mode = ctx.pool_args
@@ -232,7 +240,7 @@ def sharpened_cosine_similarity(
     dot, norm, exponent, scale = _similarity_terms(
         x, weight, p, q, stride, padding, groups, eps, "sharpened_cosine_similarity"
     )
-    return Sharpen.apply(dot, norm, exponent, scale, eps).flatten(1, 2)
+    return sharpen(dot, norm, exponent, scale, eps).flatten(1, 2)
 
 
 def _check_pool_fits(
@@ -305,9 +313,9 @@ def sharpened_cosine_similarity_max_abs_pool(
     )
     _check_pool_fits(tuple(dot.shape[3:]), (kh, kw), (sh, sw), ceil_mode, tuple(x.shape))
     if torch.is_grad_enabled() and (dot.requires_grad or norm.requires_grad):
-        pooled = _CosineMaxAbsPool.apply(dot, norm, (kh, kw), (sh, sw), ceil_mode)
+        pooled = _CosineMaxAbsPool.apply(dot, norm, (kh, kw), (sh, sw), ceil_mode)[0]
     else:
         pooled = max_abs_pool((dot / norm).flatten(1, 2), (kh, kw), (sh, sw), ceil_mode)
     # scale > 0 per channel: pooling dot / norm picks the elements pooling the cosines would.
     one = pooled.new_ones(())
-    return Sharpen.apply(pooled.unflatten(1, exponent.shape[1:3]), one, exponent, scale, eps).flatten(1, 2)
+    return sharpen(pooled.unflatten(1, exponent.shape[1:3]), one, exponent, scale, eps).flatten(1, 2)

@@ -58,5 +58,5 @@ def max_abs_pool(
     pool_output_size(x.shape[2], kh, sh, ceil_mode, name="x")
     pool_output_size(x.shape[3], kw, sw, ceil_mode, name="x")
     if torch.is_grad_enabled() and x.requires_grad:
-        return MaxAbsPoolFunction.apply(x, (kh, kw), (sh, sw), ceil_mode)
+        return MaxAbsPoolFunction.apply(x, (kh, kw), (sh, sw), ceil_mode)[0]
     return max_abs_pool_values(x, (kh, kw), (sh, sw), ceil_mode)
