@@ -27,6 +27,7 @@ from helpers.hypothesis_profiles import examples
 from helpers.parity import (
     DTYPES,
     P_PARAM_RANGE,
+    TOLERANCES,
     TORCH_DTYPES,
     assert_close,
     compare_scs,
@@ -36,6 +37,8 @@ from helpers.parity import (
     nchw_to_nhwc,
     nhwc_to_nchw,
     output_shape,
+    relative_error,
+    torch_scs_run,
 )
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -270,17 +273,49 @@ _S = (1, 2, 2, (1, 3), (1, 2), (0, 1), 1, 4, 5)
 _TINY_X = np.random.default_rng(0).standard_normal((1, 2, 4, 5)) * 1e-30
 
 
+_COLUMN_X = np.zeros((2, 4, 9, 8))
+_COLUMN_X[0, 0, :8, 0] = 3.0  # identical patches down a column: pool windows tied in exact arithmetic
+
+
+def compare_fused(layer, case, g, pool):
+    """:func:`compare_scs` with the pool fused in both frameworks.
+
+    At a window tied in exact arithmetic (identical patches) the gradient may
+    go to any of the tied elements. torch's convolution can round identical
+    patches apart by a last bit depending on their position, so its fused form
+    (which pools the cosines) then takes the later element, while its two-step
+    form (equal sharpened values) and JAX (identical cosines) take the first.
+    Only where torch's two forms route differently (their input gradients
+    differ beyond the parity tolerance) is JAX held to torch's two-step form
+    instead, at the same tolerances; :func:`assert_valid_max_abs_pool` then
+    checks that the forms differ only at ties.
+    """
+    label = f"{case.structure} pool {pool}"
+    try:
+        compare_scs(layer, case.x, g, case.dtype, label, nonfinite=True, pool=pool)
+    except AssertionError:
+        fused = torch_scs_run(layer, case.x, g, pool)["x"]
+        two_step = torch_scs_run(layer, case.x, g, pool, two_step=True)["x"]
+        if not relative_error(fused, two_step) > TOLERANCES[case.dtype]["grad"]:
+            raise
+        compare_scs(layer, case.x, g, case.dtype, label + " (torch: pool after the layer)",
+                    nonfinite=True, pool=pool, torch_two_step=True)
+
+
 # Pinned: found by this test (|cos| far below eps: every nonzero output is ±eps^p,
 # the two-step form keeps +eps^p, the fused form the sign of the largest |cos|).
 @example(draw=(ScsDraw(_S, "float64", 0, (5.0, 5.0), 3.0, frozenset(), _TINY_X, 0), (2, 2, True)))
 @example(draw=(ScsDraw(_S, "float32", 0, (5.0, 20.0), 3.0, frozenset(), _TINY_X * 1e20, 0), (2, 2, True)))
+# Pinned: found by the exploration profile (a window tied in exact arithmetic, see compare_fused).
+@example(draw=(ScsDraw((2, 4, 6, 3, 2, 1, 1, 9, 8), "float64", 0, (5.0,) * 6, 3.0, frozenset(),
+                       _COLUMN_X, 0), (2, 2, True)))
 @settings(max_examples=examples(0.5))
 @given(draw=fused_draws())
 def test_fused_parity_property(draw):
     case, pool = draw
     layer = drawn_torch_layer(case)
     g = np.random.default_rng(case.g_seed).standard_normal(output_shape(layer, case.x.shape, pool))
-    compare_scs(layer, case.x, g, case.dtype, f"{case.structure} pool {pool}", nonfinite=True, pool=pool)
+    compare_fused(layer, case, g, pool)
     with torch.no_grad():
         xt = torch.tensor(case.x, dtype=TORCH_DTYPES[case.dtype])
         fused = layer(xt, pool=scs_torch.MaxAbsPool2d(*pool)).numpy()

@@ -170,18 +170,24 @@ def jax_twin(torch_layer, dtype):
     return jax_convert.from_numpy(layer, torch_convert.to_numpy(torch_layer))
 
 
-def torch_scs_run(layer, x, g, pool=None):
+def torch_scs_run(layer, x, g, pool=None, *, two_step=False):
     """Output and gradients (upstream ``g``) of a torch SCS layer, numpy NCHW / torch layout.
 
     ``pool``: ``(kernel_size, stride, ceil_mode)`` of a MaxAbsPool fused into
-    the layer's call (``layer(x, pool=...)``), or ``None``. Computed on
+    the layer's call (``layer(x, pool=...)``), or ``None``; ``two_step``: that
+    pool applied to the layer's output instead. Computed on
     :data:`TORCH_DEVICE` (a copy of ``layer`` moved there).
     """
     dtype, device = layer.weight.dtype, torch.device(TORCH_DEVICE)
     if layer.weight.device != device:  # a copy: the caller's layer stays where it is
         layer = copy.deepcopy(layer).to(device)
     xt = torch.tensor(x, dtype=dtype, device=device, requires_grad=True)
-    out = layer(xt) if pool is None else layer(xt, pool=scs_torch.MaxAbsPool2d(*pool))
+    if pool is None:
+        out = layer(xt)
+    elif two_step:
+        out = scs_torch.MaxAbsPool2d(*pool)(layer(xt))
+    else:
+        out = layer(xt, pool=scs_torch.MaxAbsPool2d(*pool))
     params = [layer.weight, layer.p, layer.q]
     grads = torch.autograd.grad(out, [xt, *params], torch.tensor(g, dtype=dtype, device=device))
     names = ("x", "weight", "p", "q")
@@ -316,24 +322,27 @@ def check_float32(actual, expected, tol: float, what: str, truth, *, kind: str, 
     ILL_CONDITIONED[what] = ILL_CONDITIONED.get(what, 0) + 1
 
 
-def compare_scs(torch_layer, x, g, dtype, label, *, nonfinite=False, pool=None):
+def compare_scs(torch_layer, x, g, dtype, label, *, nonfinite=False, pool=None, torch_two_step=False):
     """Run both twins on ``x`` with upstream ``g`` (NCHW numpy) and assert every quantity agrees.
 
     float32 quantities go through :func:`check_float32`. ``pool``
     (``(kernel_size, stride, ceil_mode)``) fuses a MaxAbsPool into both
-    layers' calls. Returns the torch results (dict of numpy arrays).
+    layers' calls (``torch_two_step``: torch pools the layer's output instead,
+    see :func:`torch_scs_run`). Returns the torch results (dict of numpy arrays).
     """
-    expected = flush_subnormals(torch_scs_run(torch_layer, x, g, pool), dtype)
+    run = functools.partial(torch_scs_run, two_step=torch_two_step)
+    expected = flush_subnormals(run(torch_layer, x, g, pool), dtype)
     with jax_precision(dtype):
         actual = flush_subnormals(jax_scs_run(jax_twin(torch_layer, dtype), x, g, pool), dtype)
     check = assert_close_nonfinite if nonfinite else assert_close
     tol = TOLERANCES[dtype]
-    truth = functools.cache(lambda: flush_subnormals(float64_twin_run(torch_layer, x, g, pool), dtype))
+    truth = functools.cache(lambda: flush_subnormals(
+        float64_twin_run(torch_layer, x, g, pool, two_step=torch_two_step), dtype))
 
     @functools.cache
     def native():
         with torch_native_convolutions():
-            return flush_subnormals(torch_scs_run(torch_layer, x, g, pool), dtype)
+            return flush_subnormals(run(torch_layer, x, g, pool), dtype)
 
     for name in ("out", "x", "weight", "p", "q"):
         kind = "output" if name == "out" else "grad"
@@ -346,7 +355,7 @@ def compare_scs(torch_layer, x, g, dtype, label, *, nonfinite=False, pool=None):
     return expected
 
 
-def float64_twin_run(torch_layer, x, g, pool=None):
+def float64_twin_run(torch_layer, x, g, pool=None, *, two_step=False):
     """:func:`torch_scs_run` of a float64 copy of ``torch_layer`` on the float32-rounded ``x`` and ``g``."""
     layer = scs_torch.SharpenedCosineSimilarity2d(
         torch_layer.in_channels, torch_layer.out_channels, torch_layer.kernel_size, torch_layer.stride,
@@ -355,7 +364,8 @@ def float64_twin_run(torch_layer, x, g, pool=None):
     with torch.no_grad():
         for name, param in layer.named_parameters():
             param.copy_(getattr(torch_layer, name).double())
-    return torch_scs_run(layer, np.float32(x).astype(np.float64), np.float32(g).astype(np.float64), pool)
+    return torch_scs_run(layer, np.float32(x).astype(np.float64), np.float32(g).astype(np.float64), pool,
+                         two_step=two_step)
 
 
 def finite_error(actual, expected):
