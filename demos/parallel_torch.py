@@ -32,7 +32,7 @@ from .build_torch import build_torch_model, layer_from_numpy, parameter_layers
 from .losses import check_label_smoothing
 from .optim import OneCycle, make_torch_optimizer
 from .run_memory import check_fits, host_available_bytes
-from .train_torch import _DTYPES, TorchTrainer, default_device, gather_batch
+from .train_torch import DTYPES, TorchTrainer, default_device, gather_batch
 from .trainers import group_canonical
 
 __all__ = ["MODES", "TorchRunGroup"]
@@ -80,11 +80,11 @@ class TorchRunGroup:
                  mode: str = "vmap", check_runs: int | None = None, label_smoothing: float = 0.0):
         if not seeds:
             raise ValueError("seeds: expected at least one seed, got none")
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype: expected one of {sorted(_DTYPES)}, got {dtype!r}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {list(MODES)}, got {mode!r}")
-        self.runs, self.mode, self.dtype = len(seeds), mode, _DTYPES[dtype]
+        self.runs, self.mode, self.dtype = len(seeds), mode, DTYPES[dtype]
         self.batch_size = int(batch_size)
         self.label_smoothing = check_label_smoothing(label_smoothing)
         self.augments = [active_plan(plan, train_images) for plan in (augments or [None] * self.runs)]

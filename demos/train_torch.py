@@ -24,9 +24,9 @@ from .losses import check_label_smoothing
 from .optim import OneCycle, make_torch_optimizer
 from .trainers import group_canonical
 
-__all__ = ["TorchTrainer", "default_device", "parse_device", "gather_batch"]
+__all__ = ["TorchTrainer", "DTYPES", "default_device", "parse_device", "gather_batch"]
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def default_device() -> str:
@@ -130,10 +130,10 @@ class TorchTrainer:
         label_smoothing: float = 0.0,
         compile_step: bool = False,
     ):
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype: expected one of {sorted(_DTYPES)}, got {dtype!r}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
         self.label_smoothing = check_label_smoothing(label_smoothing)
-        self.dtype = _DTYPES[dtype]
+        self.dtype = DTYPES[dtype]
         self.batch_size = int(batch_size)
         self.augment = active_plan(augment, train_images)
         self.epoch: int | None = None
