@@ -33,7 +33,7 @@ from helpers.demo_runs import DATASET, REPO, VERSION, StopAfter, demo_args, numb
 from helpers.parity import jax_precision, relative_error
 from helpers.scan_runs import drive
 
-from demos import results_store, runner, show_results
+from demos import registry, results_store, runner, show_results
 from demos.architectures import FASHION_MNIST
 from demos.augment import AugmentPlan
 from demos.batch_plan import BatchPlan
@@ -53,7 +53,7 @@ def data():
     return rng.random((N, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, N)
 
 
-def _sequential(framework: str, images, labels, seed: int):
+def _sequential(framework: str, images, labels, seed: int, architecture=FASHION_MNIST, label_smoothing=0.0):
     plan = BatchPlan(N, BATCH, seed)
     augment = AugmentPlan(N, (28, 28), seed, crop_padding=4, hflip=True)
     schedule = OneCycle(0.01, EPOCHS * plan.steps_per_epoch)
@@ -61,26 +61,26 @@ def _sequential(framework: str, images, labels, seed: int):
         from demos.train_jax import JaxTrainer as Trainer
     else:
         from demos.train_torch import TorchTrainer as Trainer
-    trainer = Trainer(FASHION_MNIST, schedule, images, labels, seed=seed, dtype="float64",
-                      batch_size=BATCH, augment=augment)
+    trainer = Trainer(architecture, schedule, images, labels, seed=seed, dtype="float64",
+                      batch_size=BATCH, augment=augment, label_smoothing=label_smoothing)
     return drive(trainer, plan, EPOCHS, images[:70], labels[:70])
 
 
-def _group(framework: str, mode: str, images, labels, **options):
+def _group(framework: str, mode: str, images, labels, architecture=FASHION_MNIST, **options):
     plans = [BatchPlan(N, BATCH, seed) for seed in SEEDS]
     augments = [AugmentPlan(N, (28, 28), seed, crop_padding=4, hflip=True) for seed in SEEDS]
     schedule = OneCycle(0.01, EPOCHS * plans[0].steps_per_epoch)
     if framework == "jax":
         from demos.parallel_jax import JaxRunGroup
 
-        group = JaxRunGroup(FASHION_MNIST, schedule, images, labels, seeds=SEEDS, dtype="float64",
+        group = JaxRunGroup(architecture, schedule, images, labels, seeds=SEEDS, dtype="float64",
                             batch_size=BATCH, augments=augments, mode=mode,
                             steps_per_epoch=plans[0].steps_per_epoch, steps_per_call=3, **options)
     else:
         from demos.parallel_torch import TorchRunGroup
 
-        group = TorchRunGroup(FASHION_MNIST, schedule, images, labels, seeds=SEEDS, dtype="float64",
-                              batch_size=BATCH, augments=augments, mode=mode)
+        group = TorchRunGroup(architecture, schedule, images, labels, seeds=SEEDS, dtype="float64",
+                              batch_size=BATCH, augments=augments, mode=mode, **options)
     losses, evaluations = np.zeros((len(SEEDS), 0)), []
     for epoch in range(EPOCHS):
         group.set_epoch(epoch)
@@ -92,14 +92,26 @@ def _group(framework: str, mode: str, images, labels, **options):
     return group, losses, evaluations
 
 
+_GALLERY = {"arch": "compact_1950", "label_smoothing": 0.1}
+
+
+@pytest.mark.parametrize("recipe", [None, _GALLERY], ids=["reference", "gallery"])
 @pytest.mark.parametrize("mode", ["vmap", "map"])
 @pytest.mark.parametrize("framework", ["torch", "jax"])
-def test_each_parallel_run_equals_its_sequential_run_float64(framework, mode, data):
+def test_each_parallel_run_equals_its_sequential_run_float64(framework, mode, recipe, data):
+    """Also for a gallery network (depthwise SCS, Scale layers) trained with label smoothing."""
+    options = {}
+    if recipe is not None:
+        options = {"architecture": registry.get(DATASET).entry(recipe["arch"]).architecture,
+                   "label_smoothing": recipe["label_smoothing"]}
     with jax_precision("float64"):
-        group, losses, evaluations = _group(framework, mode, *data)
+        group, losses, evaluations = _group(framework, mode, *data, **options)
+        if recipe is not None:  # the smoothing reaches the group's loss
+            plain = _group(framework, mode, *data, architecture=options["architecture"])[1]
+            assert np.all(np.abs(plain[:, 0] - losses[:, 0]) > 1e-3 * np.abs(plain[:, 0]))
         worst = 0.0
         for k, seed in enumerate(SEEDS):
-            seq_losses, seq_evaluations, seq_params = _sequential(framework, *data, seed)
+            seq_losses, seq_evaluations, seq_params = _sequential(framework, *data, seed, **options)
             assert len(seq_losses) == EPOCHS * 4 and losses.shape == (len(SEEDS), len(seq_losses))
             errors = np.abs(losses[k] - seq_losses) / np.abs(seq_losses)
             assert errors.max() <= RTOL, f"run {k}: step {errors.argmax()} {errors.max():.2e}"
