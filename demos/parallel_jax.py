@@ -27,7 +27,7 @@ from .architectures import Architecture
 from .augment import AugmentPlan, active_plan, check_epoch
 from .build_jax import build_jax_model, layer_from_numpy, parameter_layers
 from .jax_steps import (augment_chunk, batch_ranges, make_eval_step, make_train_step, over_runs,
-                        padded_chunks, scan_eval, scan_steps)
+                        padded_chunks, scan_eval, scan_steps, unrolled_chunks)
 from .losses import check_label_smoothing
 from .optim import OneCycle, make_optax_optimizer
 from .run_memory import check_fits, host_available_bytes
@@ -91,7 +91,8 @@ class JaxRunGroup:
         padding = 0 if self.augments[0] is None else self.augments[0].crop_padding
         step = over_runs(make_train_step(self.graphdef, self.tx, padding, self.label_smoothing),
                          (0, 0, None, None, 0, 0, 0, None), mode)
-        self._train_scan = jax.jit(scan_steps(step), donate_argnums=(0, 1))
+        unrolled = unrolled_chunks() and steps_per_call is not None  # as JaxTrainer
+        self._train_scan = jax.jit(scan_steps(step, unrolled=unrolled), donate_argnums=(0, 1))
         self._eval_scan = jax.jit(scan_eval(over_runs(make_eval_step(self.graphdef), (0, None, None, None), mode)))
 
         def init(key):

@@ -36,7 +36,7 @@ from .augment import AugmentPlan, active_plan, check_epoch
 from .build_jax import build_jax_model, canonical_parameters, layer_from_numpy, parameter_layers
 from .cli import positive_int
 from .jax_steps import (augment_chunk, augment_indices, batch_ranges, gather_batch, make_eval_step,
-                         make_train_step, padded_chunks, scan_eval, scan_steps)
+                         make_train_step, padded_chunks, scan_eval, scan_steps, unrolled_chunks)
 from .losses import check_label_smoothing
 from .optim import OneCycle, make_optax_optimizer
 from .trainers import group_canonical
@@ -67,10 +67,11 @@ def scan_options(args: argparse.Namespace) -> dict:
 def default_epoch_scan() -> bool:
     """The demos' default for one run: the epoch scan on an accelerator, the step loop on a CPU.
 
-    XLA:CPU compiles the convolutions' gradients inside a scan body another way
-    than in a step of its own (the float32 rounding differs, ``test_epoch_scan.py``),
-    and measured 3.6-4.1x slower per step at batch 256 on a 2-core EPYC
-    (``benchmarks/runs_per_hour.py``, ``results/benchmarks/runs_per_hour_*``).
+    The reference runs were made with the step loop on a CPU; there the epoch
+    scan's chunks are written out (:func:`demos.jax_steps.unrolled_chunks`) and
+    measured 0.76x the step loop's time per step (``benchmarks/runs_per_hour.py``,
+    ``results/benchmarks/runs_per_hour_2026-12-02_0350.txt``); in float32 the two
+    round differently (``test_epoch_scan.py``).
     """
     return jax.devices()[0].platform != "cpu"
 
@@ -170,7 +171,9 @@ class JaxTrainer:
             images, index, rows, cols, padding))
         self._train_step = jax.jit(step, donate_argnums=(0, 1))
         self._eval_step = jax.jit(eval_step)
-        self._train_scan = jax.jit(scan_steps(step), donate_argnums=(0, 1))
+        # short chunks written out on a CPU (jax_steps.unrolled_chunks); whole epochs scanned
+        unrolled = unrolled_chunks() and self.steps_per_call is not None
+        self._train_scan = jax.jit(scan_steps(step, unrolled=unrolled), donate_argnums=(0, 1))
         self._eval_scan = jax.jit(scan_eval(eval_step))
 
     @classmethod
