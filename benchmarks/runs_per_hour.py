@@ -3,12 +3,14 @@
 Usage::
 
     python benchmarks/runs_per_hour.py [--framework torch|jax|both] [--runs 4] [--batch-size 1024]
-                                       [--steps 8] [--repeats 3] [--out results/benchmarks/runs_per_hour_<date>.txt]
+                                       [--steps 8] [--repeats 3] [--arch reference]
+                                       [--out results/benchmarks/runs_per_hour_<date>.txt]
 
 One fresh subprocess per framework times, interleaved (one call of each
 variant in turn, ``--repeats`` times after a warm-up call, medians kept), a
-chunk of ``--steps`` training steps of the Fashion-MNIST SCS network on
-synthetic data through the trainers' public entry points:
+chunk of ``--steps`` training steps of a Fashion-MNIST network (``--arch``:
+``reference``, the demo's network, or a gallery entry such as ``gallery_2764``)
+on synthetic data through the trainers' public entry points:
 
 * ``loop``: one run, one call per step (JAX ``JaxTrainer(epoch_scan=False)``,
   torch ``TorchTrainer``; the demos' ``--step-loop`` and torch's default);
@@ -50,8 +52,10 @@ EXAMPLES = 8192
 
 def _variants(framework: str, args) -> dict:
     """``{name: (object with train_steps, runs it trains)}`` built as the demos build them."""
-    from demos.architectures import FASHION_MNIST
+    from demos import registry
     from demos.optim import OneCycle
+
+    network = registry.get("fashion_mnist").entry(args.arch).architecture
 
     rng = np.random.default_rng(0)
     images, labels = rng.random((EXAMPLES, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, EXAMPLES)
@@ -62,20 +66,20 @@ def _variants(framework: str, args) -> dict:
         from demos.parallel_jax import JaxRunGroup
         from demos.train_jax import JaxTrainer
 
-        out = {"loop": (JaxTrainer(FASHION_MNIST, schedule, images, labels, seed=0, epoch_scan=False, **common), 1),
-               "scan": (JaxTrainer(FASHION_MNIST, schedule, images, labels, seed=0, steps_per_call=args.steps,
+        out = {"loop": (JaxTrainer(network, schedule, images, labels, seed=0, epoch_scan=False, **common), 1),
+               "scan": (JaxTrainer(network, schedule, images, labels, seed=0, steps_per_call=args.steps,
                                    **common), 1)}
         for mode in ("map", "vmap"):
-            out[mode] = (JaxRunGroup(FASHION_MNIST, schedule, images, labels, seeds=seeds, mode=mode,
+            out[mode] = (JaxRunGroup(network, schedule, images, labels, seeds=seeds, mode=mode,
                                      steps_per_epoch=args.steps, steps_per_call=args.steps, **common), args.runs)
     else:
         from demos.parallel_torch import TorchRunGroup
         from demos.train_torch import TorchTrainer
 
-        out = {"loop": (TorchTrainer(FASHION_MNIST, schedule, images, labels, seed=0, compile_kernels=False,
+        out = {"loop": (TorchTrainer(network, schedule, images, labels, seed=0, compile_kernels=False,
                                      **common), 1)}
         for mode in ("map", "vmap"):
-            out[mode] = (TorchRunGroup(FASHION_MNIST, schedule, images, labels, seeds=seeds, mode=mode, **common),
+            out[mode] = (TorchRunGroup(network, schedule, images, labels, seeds=seeds, mode=mode, **common),
                          args.runs)
     return out
 
@@ -105,7 +109,7 @@ def worker(framework: str, args) -> dict:
 
 def report(results: dict, args) -> str:
     lines = [f"runs per hour, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {host.cpu_name()}, "
-             f"{os.cpu_count()} cores; batch {args.batch_size}, chunks of {args.steps} steps, "
+             f"{os.cpu_count()} cores; --arch {args.arch}, batch {args.batch_size}, chunks of {args.steps} steps, "
              f"K = {args.runs}, {args.repeats} interleaved repeats (medians)", ""]
     for framework, variants in results.items():
         if variants is None:
@@ -132,6 +136,8 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=8, help="steps per timed call")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--arch", default="reference",
+                        help="the Fashion-MNIST network: reference (the demo's) or a gallery entry")
     parser.add_argument("--out", default=None)
     parser.add_argument("--worker", choices=("torch", "jax"), help=argparse.SUPPRESS)
     parser.add_argument("--json-out", help=argparse.SUPPRESS)
@@ -145,7 +151,8 @@ def measure(frameworks, args) -> dict:
         with tempfile.NamedTemporaryFile(suffix=".json") as handle:
             command = [sys.executable, str(Path(__file__).resolve()), "--worker", framework,
                        "--json-out", handle.name, "--runs", str(args.runs), "--batch-size",
-                       str(args.batch_size), "--steps", str(args.steps), "--repeats", str(args.repeats)]
+                       str(args.batch_size), "--steps", str(args.steps), "--repeats", str(args.repeats),
+                       "--arch", args.arch]
             done = subprocess.run(command, cwd=ROOT)
             results[framework] = json.loads(Path(handle.name).read_text()) if done.returncode == 0 else None
     return results

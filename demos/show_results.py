@@ -19,9 +19,10 @@ Unless ``--no-plots`` is given it writes two PNGs to the plot folder:
 several versions are overlaid in ``results_<V1>_<V2>.png`` /
 ``results_detail_<V1>_<V2>.png``.
 
-It is safe to run while a demo is still training: runs that are being written
-are invisible until complete, and corrupt or foreign files are skipped with a
-warning on stderr (nothing is ever modified).
+It is safe to run while a demo is still training: runs still training are
+listed (epoch reached, test error then) but kept out of the statistics, and
+corrupt or foreign files are skipped with a warning on stderr (nothing is ever
+modified).
 
 Exit status: 0 on success, 1 when a requested version has no runs (or plots
 could not be made), 2 on bad arguments (e.g. an invalid version string).
@@ -43,6 +44,7 @@ if __package__ in (None, ""):
 
 from demos import registry  # noqa: E402
 from demos import results_store as rs  # noqa: E402
+from demos.checkpoint import CheckpointDir, CheckpointError  # noqa: E402
 from demos.plots import make_plots  # noqa: E402
 from demos.recipe import run_arch  # noqa: E402
 from demos.registry import REFERENCE_ARCH  # noqa: E402
@@ -134,6 +136,35 @@ def compare_frameworks(stats: dict) -> list[str]:
     return lines
 
 
+def in_progress_lines(version: str, dataset: str | None, results_dir: Path) -> list[str]:
+    """One line per run of ``version`` that is still training (its newest checkpoint):
+    the epoch reached, the test error then and its ``--arch``; such runs are in no statistics.
+
+    A checkpoint that cannot be read gives a line saying why (nothing is changed).
+    """
+    lines = []
+    for ds in registry.names() if dataset is None else (dataset,):
+        for fw in FRAMEWORKS:
+            folder = CheckpointDir(ds, version, fw, results_dir)
+            where = f"in progress: {ds} / {version} / {fw}"
+            try:
+                runs = sorted(folder.runs_in_progress())
+            except CheckpointError as error:
+                lines.append(f"{where}: unreadable checkpoint folder ({error})")
+                continue
+            for run in runs:
+                try:
+                    record = folder.latest(run).record
+                except CheckpointError as error:
+                    lines.append(f"{where} run {run}: unreadable checkpoint ({error})")
+                    continue
+                last = record["epochs"][-1]
+                lines.append(f"{where} run {run}: epoch {last['epoch']}/{record['settings']['epochs']}, "
+                             f"test error {format_number(last['test_error'])} % (--arch "
+                             f"{run_arch(record)}; not in the statistics)")
+    return lines
+
+
 # --------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------
@@ -169,9 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
 def show_version(version: str, dataset: str | None, results_dir: Path) -> list[dict]:
     """Print the tables of one version (every dataset, or ``dataset``); returns its runs.
 
-    With no runs, says on stderr where it looked and which versions there are.
+    Runs still training are listed first (:func:`in_progress_lines`). With no finished runs, says on stderr where it looked and which versions there are.
     """
     runs = rs.load_runs(dataset=dataset, version=version, results_dir=results_dir, strict=False)
+    for line in in_progress_lines(version, dataset, results_dir):
+        print(line)
     if not runs:
         datasets = registry.names() if dataset is None else (dataset,)
         available = rs.list_versions(dataset, results_dir)

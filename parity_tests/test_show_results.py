@@ -181,3 +181,50 @@ def test_runs_as_module(results):
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert row(out.stdout, "jax")[3] == "10.000"
+
+
+def _fake_checkpoint(results: Path, run_index: int, record: dict, *, state: bool = True) -> Path:
+    """A torch checkpoint folder as :class:`demos.checkpoint.CheckpointDir` writes it
+    (the state file's bytes are not read by the viewer)."""
+    import json
+
+    from demos.checkpoint import FORMAT, checkpoint_dir
+    epoch = len(record["epochs"])
+    folder = checkpoint_dir("fashion_mnist", "v1", "torch", results) / f"run_{run_index:04d}_epoch_{epoch:04d}"
+    folder.mkdir(parents=True)
+    meta = {"format": FORMAT, "framework": "torch", "run_index": run_index, "epoch": epoch,
+            "global_step": 10 * epoch, "record": record}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    if state:
+        (folder / "state.pt").write_bytes(b"not read")
+    return folder
+
+
+def test_lists_runs_in_progress_outside_the_statistics(results, capsys):
+    record = make_record("torch", 3, 12.5, n_epochs=4, settings={"arch": "gallery_2764"})
+    record["settings"]["epochs"] = 200
+    _fake_checkpoint(results, 3, record)
+    before = snapshot(results)
+    assert show_results.main(["v1", "--results-dir", str(results), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert ("in progress: fashion_mnist / v1 / torch run 3: epoch 4/200, test error 12.500 % "
+            "(--arch gallery_2764; not in the statistics)") in out.splitlines()
+    assert row(out, "torch")[:2] == ["torch", "3"]  # the three finished runs only
+    assert snapshot(results) == before
+
+
+def test_only_runs_in_progress_exits_1_and_lists_them(tmp_path, capsys):
+    _fake_checkpoint(tmp_path / "results", 0, make_record("torch", 0, 30.0, n_epochs=2))
+    assert show_results.main(["v1", "--results-dir", str(tmp_path / "results"), "--no-plots"]) == 1
+    captured = capsys.readouterr()
+    assert "in progress: fashion_mnist / v1 / torch run 0: epoch 2/2, test error 30.000 %" in captured.out
+    assert "No runs found for version 'v1'" in captured.err
+
+
+def test_a_damaged_checkpoint_is_named_not_fatal(results, capsys):
+    folder = _fake_checkpoint(results, 5, make_record("torch", 5, 20.0, n_epochs=2), state=False)
+    assert show_results.main(["v1", "--results-dir", str(results), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    (line,) = [l for l in out.splitlines() if l.startswith("in progress:")]
+    assert "unreadable checkpoint" in line and str(folder) in line and "no state.pt" in line
+    assert row(out, "torch")[:2] == ["torch", "3"]
