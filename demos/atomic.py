@@ -13,7 +13,8 @@ temporary that every reader skips (hidden, and ending ``.tmp``).
   temporary folder that is renamed into place whole (checkpoints);
 * :func:`make_dirs`, :func:`fsync_dir`, :func:`fsync_tree`: folders made and
   renamed durably;
-* :func:`deferred_sigint`: Ctrl-C held back until a multi-step write is complete.
+* :func:`deferred_stop`: Ctrl-C and SIGTERM held back until a multi-step write is complete;
+* :func:`sigterm_stops`: SIGTERM stops a demo as Ctrl-C does.
 
 Standard library only.
 """
@@ -29,7 +30,7 @@ import uuid
 from pathlib import Path
 
 __all__ = ["hidden_name", "fsync_dir", "fsync_tree", "make_dirs", "write_new", "create_file",
-           "replace_file", "deferred_sigint"]
+           "replace_file", "STOP_SIGNALS", "deferred_stop", "sigterm_stops"]
 
 # What os.link raises on file systems without hard links: create_file then
 # checks for the final name and renames (a tiny race window).
@@ -142,30 +143,65 @@ def replace_file(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
+#: The signals that stop a demo: Ctrl-C, and SIGTERM (``kill``, a batch system's time limit).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
-def deferred_sigint():
-    """Hold back Ctrl-C (SIGINT) while the block runs; deliver it when the block is done.
+def deferred_stop():
+    """Hold back Ctrl-C (SIGINT) and SIGTERM while the block runs; deliver them when it is done.
 
     A write of several steps (a checkpoint: the framework's own files, then
     ``meta.json``, fsyncs, a rename; a result and the clean-up after it) then
     completes, or fails as it would have without the signal; a
     KeyboardInterrupt never lands in the middle of it (for orbax, whose
     background threads then print tracebacks and leave the checkpoint
-    unfinished). After the block the previous handler gets the signal: Python's
-    default raises KeyboardInterrupt there (also when the block raised: the
-    interrupt wins). Nested blocks deliver it once, at the outermost. Outside the main thread (where handlers cannot be set) the
-    block runs unprotected.
+    unfinished). After the block each signal received goes, once, to its
+    previous handler: Python's default raises KeyboardInterrupt for SIGINT
+    (also when the block raised: the interrupt wins), the default SIGTERM ends
+    the process, :func:`sigterm_stops` raises KeyboardInterrupt. Nested blocks
+    deliver at the outermost. Outside the main thread (where handlers cannot be
+    set) the block runs unprotected.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    previous = {number: signal.signal(number, lambda signum, frame: received.append(signum))
+                for number in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if received and callable(previous):
-            previous(signal.SIGINT, None)
-        elif received and previous == signal.SIG_DFL:
-            signal.raise_signal(signal.SIGINT)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in dict.fromkeys(received):
+            handler = previous[number]
+            if callable(handler):
+                handler(number, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(number)
+
+
+@contextlib.contextmanager
+def sigterm_stops():
+    """While the block runs, SIGTERM raises KeyboardInterrupt, as Ctrl-C does.
+
+    A demo stopped by ``kill`` or by a batch system's time limit (SLURM sends
+    SIGTERM) then stops as after Ctrl-C: a write under way completes
+    (:func:`deferred_stop`), its claims are released, it says where its runs
+    resume. A SIGTERM that was ignored stays ignored; outside the main thread
+    nothing changes.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) == signal.SIG_IGN):
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

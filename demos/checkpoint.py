@@ -31,7 +31,7 @@ atomic step) and the parent folder is fsynced; only then are older
 checkpoints deleted, each first renamed to a hidden ``.trash-*`` name. A
 process killed at any moment therefore leaves the previous checkpoint or the
 new one complete under a final name, plus perhaps hidden leftovers; a
-Ctrl-C during the write is held back until the checkpoint is complete. The
+Ctrl-C or SIGTERM during the write is held back until it is complete. The
 checkpoints live outside ``<framework>/`` because :mod:`demos.results_store`
 reports anything but run files there as foreign.
 
@@ -315,8 +315,8 @@ class CheckpointDir:
         """Checkpoint ``trainer`` after epoch ``len(record["epochs"])`` of run ``record["run_index"]``.
 
         The new checkpoint is complete on disk before the run's older ones are
-        deleted. Ctrl-C during the write is held back until the checkpoint is
-        complete, then raised (:func:`demos.atomic.deferred_sigint`).
+        deleted. Ctrl-C or SIGTERM during the write is held back until the checkpoint is
+        complete, then raised (:func:`demos.atomic.deferred_stop`).
 
         Raises:
             demos.claims.ClaimLost: this process's claim of the run was taken over;
@@ -326,7 +326,7 @@ class CheckpointDir:
             raise RuntimeError("CheckpointDir.save() needs acquire() first")
         run_index, epoch = record["run_index"], len(record["epochs"])
         final = self.path / _entry_name(run_index, epoch)
-        with atomic.deferred_sigint():
+        with atomic.deferred_stop():
             self._verify(run_index)
             tmp = atomic.hidden_name(final)
             tmp.mkdir()

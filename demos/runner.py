@@ -18,7 +18,8 @@
    last (:mod:`demos.checkpoint`) and, once complete, saved to
    ``results/<dataset>/<version>/<framework>/run_NNNN.json``.
 
-Runs repeat until ``--runs`` is reached or the user stops the demo (Ctrl-C);
+Runs repeat until ``--runs`` is reached or the user stops the demo (Ctrl-C, or
+SIGTERM: ``kill``, a batch system's time limit);
 a restarted demo with the same version appends after the runs already saved
 and resumes the run in progress after its last completed epoch, with the
 same per-epoch numbers as an uninterrupted run. Any number of demos
@@ -94,7 +95,8 @@ def main(dataset: str, framework: str, argv=None, *, prog: str | None = None) ->
                                 lease_seconds=args.lease_seconds)
     try:
         checkpoints.acquire()
-        return _train_runs(demo, framework, data, args, checkpoints, data_sha256)
+        with atomic.sigterm_stops():
+            return _train_runs(demo, framework, data, args, checkpoints, data_sha256)
     except (CheckpointError, parallel.GroupRefused) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -159,7 +161,7 @@ class _Session:
 def _train_runs(demo: registry.Demo, framework: str, data: ImageDataset, args: argparse.Namespace,
                 checkpoints: CheckpointDir, data_sha256: str) -> int:
     """Claim and train run after run (or ``--parallel-runs`` runs at a time, through
-    :mod:`demos.parallel`) until ``--runs`` or Ctrl-C, each saved when complete;
+    :mod:`demos.parallel`) until ``--runs``, Ctrl-C or SIGTERM, each saved when complete;
     the exit status.
 
     Raises:
@@ -191,7 +193,7 @@ def _train_claimed(demo: registry.Demo, framework: str, data: ImageDataset,
                    data_sha256: str) -> None:
     """Train the session's claimed run and save it (or note it failed on a non-finite
     loss, or leave it to the worker that took it over); counted in ``session``. A
-    Ctrl-C during the saving is held back until the run is saved and counted."""
+    Ctrl-C (or SIGTERM) during the saving is held back until the run is saved and counted."""
     (work,) = session.works
     run_index, resume = work.run_index, work.checkpoint
     if resume is not None:
@@ -215,7 +217,7 @@ def note_failed(checkpoints: CheckpointDir, session: _Session, work, error: NonF
     """Abandon ``work``'s run on ``error`` (a non-finite loss): say so, note it so that its seed
     is not tried again, delete its checkpoints, finish its claim; counted in ``session``."""
     print(f"error: {error}", file=sys.stderr, flush=True)
-    with atomic.deferred_sigint():
+    with atomic.deferred_stop():
         note = checkpoints.mark_failed(work.run_index, str(error), error.record)
         checkpoints.remove(work.run_index)
         work.claim.finish()
@@ -228,8 +230,8 @@ def note_failed(checkpoints: CheckpointDir, session: _Session, work, error: NonF
 def save_claimed(checkpoints: CheckpointDir, session: _Session, work, record: dict,
                  args: argparse.Namespace) -> None:
     """Save ``work``'s finished run (unless another worker took it over or saved it), delete its
-    checkpoints, finish its claim; counted in ``session``. Ctrl-C is held back meanwhile."""
-    with atomic.deferred_sigint():
+    checkpoints, finish its claim; counted in ``session``. Ctrl-C and SIGTERM are held back meanwhile."""
+    with atomic.deferred_stop():
         session.works = [w for w in session.works if w is not work]
         try:
             work.claim.verify()

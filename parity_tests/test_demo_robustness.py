@@ -27,6 +27,7 @@ from helpers.demo_runs import DATASET, REPO, VERSION, StopAfter, demo_args, numb
 
 from demos import results_store, runner
 from demos.checkpoint import CheckpointDir, CheckpointError, checkpoint_dir
+from demos.claims import claims_dir
 from demos.data.tfds_idx import silence_progress_bars
 
 # --------------------------------------------------------------------------
@@ -321,6 +322,42 @@ def test_ctrl_c_during_the_jax_checkpoint_write_keeps_the_epoch(idx_dir, tmp_pat
     folder = CheckpointDir(DATASET, VERSION, "jax", results)
     assert folder.latest(0).epoch == 1  # complete and readable
     assert not results_store.run_dir(DATASET, VERSION, "jax", results).exists()
+
+
+def test_sigterm_during_a_checkpoint_write_stops_like_ctrl_c(idx_dir, tmp_path, monkeypatch,
+                                                            capfd):
+    """SIGTERM (``kill``, a SLURM time limit) while run 0's epoch-1 checkpoint is being
+    written: the write completes, then the demo stops as after Ctrl-C (exit 0, the epoch
+    kept, its claim released) and the next start resumes there. (A handler of the test's
+    own stands in for the default SIGTERM, which would end pytest, and must stay unused.)"""
+    import signal
+
+    results, sent, leaked = tmp_path / "results", [], []
+    write = CheckpointDir._write
+
+    def terminated_write(folder, *args):
+        if not sent:
+            sent.append(os.getpid())
+            os.kill(os.getpid(), signal.SIGTERM)
+        return write(folder, *args)
+
+    monkeypatch.setattr(CheckpointDir, "_write", terminated_write)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: leaked.append(signum))
+    try:
+        assert runner.main(DATASET, "torch", demo_args(idx_dir, results)) == 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert sent and not leaked
+    out, err = capfd.readouterr()
+    assert "run 0 resumes after epoch 1 when you run the same command again" in err
+    assert "Traceback" not in out + err
+    assert checkpoint_entries(results, "torch") == [".lock", "run_0000_epoch_0001"]
+    assert CheckpointDir(DATASET, VERSION, "torch", results).latest(0).epoch == 1
+    claims = list(claims_dir(DATASET, VERSION, "torch", results).glob("claim_*"))
+    assert len(claims) == 1 and '"released": true' in claims[0].read_text()
+    monkeypatch.undo()
+    assert runner.main(DATASET, "torch", demo_args(idx_dir, results, runs=1)) == 0
+    assert "resuming run 0 after epoch 1 of 3" in capfd.readouterr().out
 
 
 # --------------------------------------------------------------------------

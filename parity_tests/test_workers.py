@@ -85,10 +85,11 @@ def test_two_workers_share_the_runs_and_match_one_at_a_time(idx_dir, tmp_path, c
     assert not list(claims_dir(DATASET, VERSION, "torch", results).glob("claim_*"))
 
 
-def test_ctrl_c_to_the_parent_stops_every_worker_cleanly(idx_dir, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_or_sigterm_to_the_parent_stops_every_worker_cleanly(stop, idx_dir, tmp_path):
     """SIGINT to the parent (a terminal's Ctrl-C reaches it alone: the workers have their
-    own process group) is forwarded once; both stop, their claims released, exit 0; the
-    next demo resumes or restarts their runs."""
+    own process group), or SIGTERM (``kill``, a batch system's time limit), is forwarded
+    once; both stop, their claims released, exit 0; the next demo resumes their runs."""
     results = tmp_path / "results"
     argv = demo_args(idx_dir, results, epochs=40)[:]
     argv[argv.index("--runs"):argv.index("--runs") + 2] = []  # no --runs: forever
@@ -103,7 +104,7 @@ def test_ctrl_c_to_the_parent_stops_every_worker_cleanly(idx_dir, tmp_path):
     while sum("epoch   2/40" in line for line in lines) < 2:  # both past a checkpoint
         assert parent.poll() is None and time.monotonic() < deadline, "".join(lines + err)
         time.sleep(0.2)
-    parent.send_signal(signal.SIGINT)
+    parent.send_signal(stop)
     assert parent.wait(timeout=120) == 0, "".join(lines + err)
     reader.join(timeout=30)
     stops = [line for line in err if "stopped;" in line]
