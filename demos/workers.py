@@ -34,6 +34,8 @@ import threading
 import time
 from pathlib import Path
 
+from .atomic import STOP_SIGNALS
+
 __all__ = ["launch", "split_runs", "worker_environment", "combined_status"]
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -147,7 +149,7 @@ def launch(dataset: str, framework: str, argv: list[str], args: argparse.Namespa
             if process.poll() is None:
                 process.send_signal(signum)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
     try:
         codes = [process.wait() for process in processes]
     finally:
