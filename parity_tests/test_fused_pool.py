@@ -147,6 +147,33 @@ def test_fused_equals_two_step_float64(case, inputs, rng):
     assert_fused_equals_two_step_float64(layer, pool, x, g)
 
 
+
+MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+
+
+@pytest.mark.parametrize("layouts", [("channels_last", "contiguous"), ("contiguous", "channels_last"),
+                                     ("channels_last", "channels_last")], ids="x-{0[0]}-grad-{0[1]}".format)
+@pytest.mark.parametrize("case", CASES[:5], ids=_case_id)
+def test_fused_gradients_whatever_the_memory_layouts(case, layouts, rng):
+    """The fused backward computes in the memory order of its pooled indices; an input and an
+    upstream gradient laid out differently (the demos train channels-last on CPU, and the next
+    layer may hand back a contiguous gradient) give the two-step form's gradients (float64)."""
+    (n, c_in, c_out, k, stride, padding, groups, h, w), pool = case
+    layer = make_torch_scs(rng, "float64", c_in, c_out, k, stride, padding, groups)
+    x = torch.tensor(rng.standard_normal((n, c_in, h, w)))
+    x = x.contiguous(memory_format=MEMORY_FORMATS[layouts[0]])
+    g = torch.tensor(rng.standard_normal(output_shape(layer, tuple(x.shape), pool)))
+    g = g.contiguous(memory_format=MEMORY_FORMATS[layouts[1]])
+    torch_pool = scs_torch.MaxAbsPool2d(*pool)
+    results = []
+    for fused in (True, False):
+        xt = x.clone(memory_format=torch.preserve_format).requires_grad_()
+        out = layer(xt, pool=torch_pool) if fused else torch_pool(layer(xt))
+        results.append(torch.autograd.grad(out, [xt, layer.weight, layer.p, layer.q], g))
+    for name, a, b in zip(("d/dx", "d/dweight", "d/dp", "d/dq"), *results):
+        assert_close(a.numpy(), b.numpy(), 1e-12, f"torch fused vs two-step {name}, {layouts}")
+
+
 def within_one_ulp(actual, expected) -> np.ndarray:
     """Elementwise: ``actual`` and ``expected`` at most one unit in the last place apart.
 

@@ -111,6 +111,8 @@ class _CosineMaxAbsPool(torch.autograd.Function):
         _, norm, kernel_size, stride, ceil_mode = inputs
         pooled, cos, indices = output
         ctx.mark_non_differentiable(cos, indices)
+        # No zero-filled gradients for cos (full size) and indices: backward ignores them.
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(cos, norm, pooled, indices)
         ctx.pool_args = (kernel_size, stride, ceil_mode)
 
@@ -137,7 +139,9 @@ class _CosineMaxAbsPool(torch.autograd.Function):
         group_start = torch.arange(groups, device=indices.device).repeat_interleave(channels // groups) * (h * w)
         at = flat(indices + group_start.view(1, channels, 1, 1))
         norm_flat = norm.reshape(n, groups * h * w)
-        grad_cos = grad / unflat(torch.gather(norm_flat, 1, at))
+        # In the memory order of indices and cos, whatever grad's: max_pool2d's backward
+        # otherwise copies the full-size cos into grad's layout, and its result back.
+        grad_cos = unflat(flat(grad) / torch.gather(norm_flat, 1, at))
         grad_dot = torch.ops.aten.max_pool2d_with_indices_backward(
             grad_cos, cos, list(kernel_size), list(stride), [0, 0], [1, 1], ceil_mode, indices
         )
