@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, stack_module_state, vmap
 
+from .allocator import keep_freed_memory
 from .architectures import Architecture
 from .augment import AugmentPlan, active_plan, check_epoch
 from .build_torch import build_torch_model, layer_from_numpy, parameter_layers
@@ -92,6 +93,8 @@ class TorchRunGroup:
             raise ValueError("augments: expected every run augmented or none, got a mix")
         self.epoch: int | None = None
         self.device = torch.device(device or default_device())
+        if self.device.type == "cpu":
+            keep_freed_memory()
         nchw = np.ascontiguousarray(np.asarray(train_images).transpose(0, 3, 1, 2))
         self.images = torch.from_numpy(nchw).to(self.device, self.dtype)
         self.labels = torch.from_numpy(np.asarray(train_labels, np.int64)).to(self.device)

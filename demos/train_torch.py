@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .allocator import keep_freed_memory
 from .architectures import Architecture
 from .augment import AugmentPlan, active_plan, check_epoch
 from .build_torch import build_torch_model, canonical_parameters, layer_from_numpy, parameter_layers
@@ -146,6 +147,8 @@ class TorchTrainer:
 
             scs_torch.compiled.enable()
         self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        if self.device.type == "cpu":
+            keep_freed_memory()  # each step's tensors reused, not page-faulted in anew
         # Drawn on the CPU whatever the device: a seed gives the same network everywhere
         # (CUDA's generator draws other numbers), the one initial_parameters returns.
         torch.manual_seed(seed)
