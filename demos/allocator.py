@@ -7,9 +7,9 @@ its mmap threshold (adjusted on the fly, at most 32 MiB) with a fresh
 top, so each step's big tensors are page-faulted in, zero-filled by the
 kernel, again. Raising both thresholds (:func:`keep_freed_memory`) lets freed
 blocks be reused as they are. Measured on this project's 2-core machine
-(``benchmarks/cpu_allocator.py``, one thread): a training step took 0.81x
-the time for ``gallery_2764`` at batch 100 and 0.88x for the reference
-network at batch 1024; JAX keeps its own buffers and gained nothing. The values computed are unchanged; the process keeps up to
+(``benchmarks/cpu_allocator.py``, one thread, two runs): a training step took
+0.81-0.86x the time for ``gallery_2764`` at batch 100 and 0.87-0.88x for the
+reference network at batch 1024; JAX keeps its own buffers and gained nothing. The values computed are unchanged; the process keeps up to
 :data:`TRIM_THRESHOLD` of freed memory for reuse.
 
 Standard library only. Setting ``GLIBC_TUNABLES`` with ``glibc.malloc`` values
