@@ -7,13 +7,17 @@ its mmap threshold (adjusted on the fly, at most 32 MiB) with a fresh
 top, so each step's big tensors are page-faulted in, zero-filled by the
 kernel, again. Raising both thresholds (:func:`keep_freed_memory`) lets freed
 blocks be reused as they are. Measured on this project's 2-core machine
-(``benchmarks/cpu_allocator.py``, one thread, two runs): a training step took
-0.81-0.86x the time for ``gallery_2764`` at batch 100 and 0.87-0.88x for the
-reference network at batch 1024; JAX keeps its own buffers and gained nothing. The values computed are unchanged; the process keeps up to
+(``benchmarks/cpu_allocator.py``, one thread,
+``results/benchmarks/cpu_allocator_2026-12-02_1159.txt``): a training step took
+0.86x the time for ``gallery_2764`` at batch 100 and 0.87x for the reference
+network at batch 1024. The JAX trainers do not call it (XLA keeps its own buffers). The values computed are unchanged; the process keeps up to
 :data:`TRIM_THRESHOLD` of freed memory for reuse.
 
-Standard library only. Setting ``GLIBC_TUNABLES`` with ``glibc.malloc`` values
-before starting Python takes precedence: :func:`keep_freed_memory` leaves them alone.
+Standard library only. Either threshold set before Python starts
+(``GLIBC_TUNABLES`` with ``glibc.malloc.mmap_threshold`` or
+``glibc.malloc.trim_threshold``, or ``MALLOC_MMAP_THRESHOLD_`` /
+``MALLOC_TRIM_THRESHOLD_``) takes precedence: :func:`keep_freed_memory` then
+changes nothing.
 """
 
 from __future__ import annotations
@@ -33,12 +37,19 @@ TRIM_THRESHOLD = 1 << 30
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 
+def _set_by_user() -> bool:
+    """Whether the environment sets either threshold for this process."""
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    return (any(f"glibc.malloc.{name}" in tunables for name in ("mmap_threshold", "trim_threshold"))
+            or any(name in os.environ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")))
+
+
 def keep_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds for this process (see the module docstring).
 
     Returns:
         ``True`` where both were set; ``False`` (and nothing changed) off
-        glibc, or where ``GLIBC_TUNABLES`` already sets ``glibc.malloc`` values.
+        glibc, or where the environment already sets either threshold.
 
     Examples:
         >>> keep_freed_memory()  # on Linux with glibc
@@ -46,7 +57,7 @@ def keep_freed_memory() -> bool:
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
-    if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
+    if _set_by_user():
         return False
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is None:

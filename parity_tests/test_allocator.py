@@ -33,12 +33,24 @@ def test_set_on_glibc_only(monkeypatch):
     assert allocator.keep_freed_memory() is ON_GLIBC
 
 
-def test_a_users_glibc_tunables_are_left_alone(monkeypatch):
-    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0")
+@pytest.mark.parametrize("name, value", [
+    ("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0"),
+    ("GLIBC_TUNABLES", "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=65536"),
+    ("MALLOC_TRIM_THRESHOLD_", "0"),
+    ("MALLOC_MMAP_THRESHOLD_", "65536"),
+])
+def test_a_users_thresholds_are_left_alone(name, value, monkeypatch):
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.setenv(name, value)
     calls = []
     monkeypatch.setattr(allocator.ctypes, "CDLL", lambda *a: calls.append(a))
     assert allocator.keep_freed_memory() is False
     assert calls == []
+
+
+def test_other_glibc_tunables_do_not_stop_it(monkeypatch):
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    assert allocator.keep_freed_memory() is ON_GLIBC
 
 
 def test_the_example_runs():
@@ -57,4 +69,3 @@ def test_both_torch_trainers_call_it_on_a_cpu(monkeypatch):
     train_torch.TorchTrainer(TINY, schedule, images, labels, seed=0, batch_size=8, device="cpu")
     parallel_torch.TorchRunGroup(TINY, schedule, images, labels, seeds=[0, 1], batch_size=8, device="cpu")
     assert calls == ["demos.train_torch", "demos.parallel_torch"]
-

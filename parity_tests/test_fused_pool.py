@@ -147,7 +147,6 @@ def test_fused_equals_two_step_float64(case, inputs, rng):
     assert_fused_equals_two_step_float64(layer, pool, x, g)
 
 
-
 MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
 
@@ -172,6 +171,33 @@ def test_fused_gradients_whatever_the_memory_layouts(case, layouts, rng):
         results.append(torch.autograd.grad(out, [xt, layer.weight, layer.p, layer.q], g))
     for name, a, b in zip(("d/dx", "d/dweight", "d/dp", "d/dq"), *results):
         assert_close(a.numpy(), b.numpy(), 1e-12, f"torch fused vs two-step {name}, {layouts}")
+
+
+
+class _NoGradient(torch.autograd.Function):
+    """Identity whose backward passes no gradient on (``None``)."""
+
+    @staticmethod
+    def forward(t):
+        return t.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None
+
+
+def test_fused_backward_reached_by_no_gradient(rng):
+    """Gradients are not materialized for the fused pool (no zeros of the cosines' full size);
+    a node after it that passes none on leaves the inputs without one instead of failing."""
+    dot = torch.tensor(rng.standard_normal((2, 1, 4, 7, 7)), requires_grad=True)
+    norm = torch.tensor(rng.random((2, 1, 1, 7, 7)) + 1.0, requires_grad=True)
+    pooled = scs_torch.functional._CosineMaxAbsPool.apply(dot, norm, (2, 2), (2, 2), True)[0]
+    grads = torch.autograd.grad(_NoGradient.apply(pooled).sum(), [dot, norm], allow_unused=True)
+    assert grads == (None, None)
 
 
 def within_one_ulp(actual, expected) -> np.ndarray:

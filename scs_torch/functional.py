@@ -119,6 +119,8 @@ class _CosineMaxAbsPool(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad, *unused):
         refuse_double_backward("sharpened_cosine_similarity_max_abs_pool")
+        if grad is None:  # (grads are not materialized) no gradient reached the pooled output
+            return None, None, None, None, None
         cos, norm, pooled, indices = ctx.saved_tensors
         kernel_size, stride, ceil_mode = ctx.pool_args
         n, groups, _, h, w = norm.shape
