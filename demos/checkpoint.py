@@ -185,15 +185,19 @@ class CheckpointDir:
             except OSError:  # e.g. ENOLCK: no locks here (NFS); the claims do not need them
                 pass
         self._lock_fd = fd
-        self._remove_leftovers()
+        self.remove_leftovers()
 
-    def _remove_leftovers(self) -> None:
-        """Hidden half-written / half-deleted entries of runs that no live worker claims."""
-        live = self.claims.live_runs()
+    def remove_leftovers(self, run_index: int | None = None) -> None:
+        """Hidden half-written / half-deleted entries of killed demos: those of run
+        ``run_index``, which this process has just claimed (a run it took over from a
+        dead worker after joining), or, ``None``, of every run no live worker claims."""
+        live = self.claims.live_runs() if run_index is None else set()
         for entry in os.scandir(self.path):
             match = _LEFTOVER_RUN_RE.match(entry.name)
             if not entry.name.startswith(_LEFTOVER_PREFIXES) or (
                     match and int(match[1]) in live):
+                continue
+            if run_index is not None and not (match and int(match[1]) == run_index):
                 continue
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)

@@ -70,6 +70,7 @@ def claim_next(checkpoints: CheckpointDir, dataset: str, framework: str, args: a
         works = []
         try:
             for claim in claims:
+                checkpoints.remove_leftovers(claim.run_index)
                 checkpoint = checkpoints.latest(claim.run_index)
                 if _finished(claim.run_index, checkpoint, checkpoints, dataset, framework, args):
                     claim.finish()

@@ -262,6 +262,41 @@ def test_checkpoint_leftovers_are_cleaned_and_older_epochs_dropped(tmp_path):
     again.release()
 
 
+
+def test_a_run_taken_over_after_joining_loses_its_leftovers(tmp_path):
+    """A worker that joined the folder before another one was killed mid-write, then takes
+    over that worker's run, removes the run's hidden leftovers when it claims it (joining
+    cleaned only what was there then); other runs' leftovers stay for their owners."""
+    import argparse
+    import time
+
+    from demos.machine import machine_id
+    from demos.resume import claim_next
+
+    folder = CheckpointDir(DATASET, VERSION, "torch", tmp_path)
+    folder.acquire()
+    try:
+        # Run 0 was claimed by a worker that died (SIGKILL) writing its first checkpoint.
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        claims = claims_dir(DATASET, VERSION, "torch", tmp_path)
+        claims.mkdir(parents=True, exist_ok=True)
+        (claims / "claim_0000_g0001.json").write_text(json.dumps({
+            "format": 1, "run_index": 0, "generation": 1, "token": "x", "host": "here",
+            "machine": machine_id(), "pid": dead.pid, "lease_seconds": 300.0,
+            "renewed_unix": time.time(),
+            "released": False}))
+        (folder.path / ".tmp-run_0000_epoch_0001-1-abc").mkdir()
+        (folder.path / ".tmp-run_0001_epoch_0001-1-abc").mkdir()  # another run's: not ours
+        args = argparse.Namespace(version=VERSION, results_dir=tmp_path)
+        (work,) = claim_next(folder, DATASET, "torch", args, None, "")
+        assert (work.run_index, work.claim.took_over["why"], work.checkpoint) == (0, "dead", None)
+        assert sorted(p.name for p in folder.path.iterdir()) == [
+            ".lock", ".tmp-run_0001_epoch_0001-1-abc"]
+    finally:
+        folder.release()
+
+
 def test_orbax_checkpoint_round_trip_and_unexpected_entries(tmp_path):
     """JAX state (an nnx.State and an optax state) goes through orbax unchanged; a
     foreign entry in the checkpoint folder is an error naming it."""
