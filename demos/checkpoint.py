@@ -18,7 +18,8 @@ the framework's own tools, next to (not inside) the results::
         .lock                         shared flock()s of the demos training this version and
                                       framework, which keep older demos (exclusive lock) out
         .tmp-* / .trash-*             a killed demo's half-written / half-deleted checkpoint; removed
-                                      by the next demo once no live worker claims the run
+                                      by the next demo once no live worker claims the run, or by
+                                      the worker that claims the run next
 
 Nothing else is needed to resume: the batch order of epoch ``e`` is a pure
 function of ``(seed, e)`` (:class:`demos.batch_plan.BatchPlan`), the one-cycle
