@@ -42,8 +42,8 @@ def worker(arch: str, variant: str, steps: int) -> float:
     import torch
 
     import demos.train_torch as train_torch
-    from demos.optim import OneCycle
     from demos import registry
+    from demos.optim import OneCycle
 
     torch.set_num_threads(1)
     if variant == "default":

@@ -10,7 +10,8 @@ blocks be reused as they are. Measured on this project's 2-core machine
 (``benchmarks/cpu_allocator.py``, one thread,
 ``results/benchmarks/cpu_allocator_2026-12-02_1159.txt``): a training step took
 0.86x the time for ``gallery_2764`` at batch 100 and 0.87x for the reference
-network at batch 1024. The JAX trainers do not call it (XLA keeps its own buffers). The values computed are unchanged; the process keeps up to
+network at batch 1024. The JAX trainers do not call it (XLA keeps its own
+buffers). The values computed are unchanged; the process keeps up to
 :data:`TRIM_THRESHOLD` of freed memory for reuse.
 
 Standard library only. Either threshold set before Python starts

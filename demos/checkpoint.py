@@ -194,11 +194,11 @@ class CheckpointDir:
         dead worker after joining), or, ``None``, of every run no live worker claims."""
         live = self.claims.live_runs() if run_index is None else set()
         for entry in os.scandir(self.path):
-            match = _LEFTOVER_RUN_RE.match(entry.name)
-            if not entry.name.startswith(_LEFTOVER_PREFIXES) or (
-                    match and int(match[1]) in live):
+            if not entry.name.startswith(_LEFTOVER_PREFIXES):
                 continue
-            if run_index is not None and not (match and int(match[1]) == run_index):
+            match = _LEFTOVER_RUN_RE.match(entry.name)
+            run = int(match[1]) if match else None
+            if run in live if run_index is None else run != run_index:
                 continue
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)
