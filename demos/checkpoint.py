@@ -255,18 +255,25 @@ class CheckpointDir:
                 named, to be moved away), or (``run_index=None``) checkpoints of
                 more than one run.
         """
-        checkpoints, _ = self._entries()
-        runs = sorted({run for run, _, _ in checkpoints})
-        if run_index is None and len(runs) > 1:
-            paths = [p for _, _, p in checkpoints]
-            raise CheckpointError(
-                f"{self.path} holds checkpoints of several runs ({', '.join(map(str, runs))}): "
-                f"{', '.join(map(str, paths))}; name the run to resume.", paths)
-        checkpoints = [c for c in checkpoints if run_index in (None, c[0])]
-        if not checkpoints:
-            return None
-        run, epoch, path = checkpoints[-1]
-        return self._read(path, run, epoch)
+        while True:
+            checkpoints, _ = self._entries()
+            runs = sorted({run for run, _, _ in checkpoints})
+            if run_index is None and len(runs) > 1:
+                paths = [p for _, _, p in checkpoints]
+                raise CheckpointError(
+                    f"{self.path} holds checkpoints of several runs ({', '.join(map(str, runs))}): "
+                    f"{', '.join(map(str, paths))}; name the run to resume.", paths)
+            checkpoints = [c for c in checkpoints if run_index in (None, c[0])]
+            if not checkpoints:
+                return None
+            run, epoch, path = checkpoints[-1]
+            try:
+                return self._read(path, run, epoch)
+            except CheckpointError:
+                # A writer in another process may have removed it (renamed away whole)
+                # since the listing: a newer checkpoint, or none, is there now. Look again.
+                if os.path.lexists(path):
+                    raise
 
     def runs_in_progress(self) -> set[int]:
         """Indices of the runs that have a checkpoint."""

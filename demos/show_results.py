@@ -154,10 +154,13 @@ def in_progress_lines(version: str, dataset: str | None, results_dir: Path) -> l
                 continue
             for run in runs:
                 try:
-                    record = folder.latest(run).record
+                    checkpoint = folder.latest(run)
                 except CheckpointError as error:
                     lines.append(f"{where} run {run}: unreadable checkpoint ({error})")
                     continue
+                if checkpoint is None:  # it finished (or was abandoned) since the listing
+                    continue
+                record = checkpoint.record
                 last = record["epochs"][-1]
                 lines.append(f"{where} run {run}: epoch {last['epoch']}/{record['settings']['epochs']}, "
                              f"test error {format_number(last['test_error'])} % (--arch "

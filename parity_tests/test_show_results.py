@@ -228,3 +228,34 @@ def test_a_damaged_checkpoint_is_named_not_fatal(results, capsys):
     (line,) = [l for l in out.splitlines() if l.startswith("in progress:")]
     assert "unreadable checkpoint" in line and str(folder) in line and "no state.pt" in line
     assert row(out, "torch")[:2] == ["torch", "3"]
+
+
+@pytest.mark.parametrize("writer_then", ["saved the next epoch", "finished the run"])
+def test_a_checkpoint_removed_while_being_read_is_not_an_error(writer_then, results, monkeypatch,
+                                                               capsys):
+    """A demo in another console replaces or removes a run's checkpoint (renaming it away
+    whole) between the viewer's listing and its read: the viewer shows what is there now,
+    never "damaged" and never a crash (CI once caught the run finishing in between)."""
+    import shutil
+
+    from demos.checkpoint import CheckpointDir
+    old = _fake_checkpoint(results, 3, make_record("torch", 3, 12.5, n_epochs=4))
+    read = CheckpointDir._read
+
+    def writer_acts_first(self, path, run_index, epoch):
+        if path == old and old.exists():
+            if writer_then == "saved the next epoch":
+                _fake_checkpoint(results, 3, make_record("torch", 3, 11.0, n_epochs=5))
+            shutil.rmtree(old)
+        return read(self, path, run_index, epoch)
+
+    monkeypatch.setattr(CheckpointDir, "_read", writer_acts_first)
+    assert show_results.main(["v1", "--results-dir", str(results), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    lines = [l for l in out.splitlines() if l.startswith("in progress:")]
+    if writer_then == "saved the next epoch":
+        (line,) = lines
+        assert "run 3: epoch 5/" in line and "test error 11.000 %" in line
+    else:
+        assert lines == []
+    assert "unreadable" not in out
