@@ -39,7 +39,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SCS:
-    """A sharpened cosine similarity layer (no bias)."""
+    """A sharpened cosine similarity layer (no bias); ``exponent_init`` and ``floor_init``
+    are where its exponent ``p`` and floor ``q`` start (the layers' arguments)."""
 
     in_channels: int
     out_channels: int
@@ -47,6 +48,8 @@ class SCS:
     stride: int = 1
     padding: int = 0
     groups: int = 1
+    exponent_init: float = 2.0
+    floor_init: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,8 @@ def plain_conv_variant(architecture: Architecture) -> Architecture:
     layers = []
     for layer in architecture.layers:
         if isinstance(layer, SCS):
-            layers.append(Conv(**layer.__dict__))
+            layers.append(Conv(layer.in_channels, layer.out_channels, layer.kernel_size,
+                               layer.stride, layer.padding, layer.groups))
         elif isinstance(layer, MaxAbsPool):
             layers.append(MaxPool(**layer.__dict__))
         else:

@@ -116,7 +116,8 @@ def _build_layer(spec, param_dtype, rngs: nnx.Rngs):
     if isinstance(spec, A.SCS):
         return SharpenedCosineSimilarity(
             spec.in_channels, spec.out_channels, spec.kernel_size, stride=spec.stride,
-            padding=spec.padding, feature_group_count=spec.groups, param_dtype=param_dtype, rngs=rngs,
+            padding=spec.padding, feature_group_count=spec.groups, exponent_init=spec.exponent_init,
+            floor_init=spec.floor_init, param_dtype=param_dtype, rngs=rngs,
         )
     if isinstance(spec, A.MaxAbsPool):
         return MaxAbsPool(spec.kernel_size, spec.stride, spec.ceil_mode)

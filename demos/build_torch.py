@@ -75,7 +75,8 @@ def _build_layer(spec, factory: dict) -> nn.Module:
     if isinstance(spec, A.SCS):
         return SharpenedCosineSimilarity2d(
             spec.in_channels, spec.out_channels, spec.kernel_size, spec.stride,
-            spec.padding, spec.groups, **factory,
+            spec.padding, spec.groups, exponent_init=spec.exponent_init,
+            floor_init=spec.floor_init, **factory,
         )
     if isinstance(spec, A.MaxAbsPool):
         return MaxAbsPool2d(spec.kernel_size, spec.stride, spec.ceil_mode)

@@ -35,10 +35,12 @@ import torch
 from flax import nnx
 from scipy import stats
 
+import scs_jax
 import scs_jax.functional as jax_functional
+import scs_torch
 import scs_torch.functional as torch_functional
 from demos import build_jax, build_torch
-from demos.architectures import FASHION_MNIST, SCS, Linear
+from demos.architectures import FASHION_MNIST, SCS, Architecture, Flatten, Linear
 from scs_jax import convert as jax_convert
 from scs_torch import convert as torch_convert
 
@@ -146,6 +148,41 @@ def test_p_and_q_are_the_same_constants(layer, torch_draws, jax_draws):
         np.testing.assert_array_equal(q, np.float32(torch_functional.Q_INIT), err_msg=f"{side} q")
 
 
+@pytest.mark.parametrize("exponent, floor", [(2.0, 0.01), (3.0, 0.37), (0.5, 1e-4)])
+def test_exponent_and_floor_start_where_asked(exponent, floor):
+    """``exponent_init`` / ``floor_init`` of an architecture's SCS spec reach both frameworks'
+    layers: the same p and q, whose exponent ``(p/10)²`` and floor ``(q/100)²`` are the
+    ones asked (float64 parameters: to rounding)."""
+    arch = Architecture("inits", (1, 6, 6), 3, (
+        SCS(1, 4, 3, exponent_init=exponent, floor_init=floor), Flatten(), Linear(4 * 16, 3)))
+    torch_side = build_torch.canonical_parameters(build_torch.build_torch_model(arch, dtype=torch.float64))
+    with jax.enable_x64(True):
+        jax_side = build_jax.canonical_parameters(
+            build_jax.build_jax_model(arch, rngs=nnx.Rngs(0), param_dtype=jax.numpy.float64))
+    for side, params in (("torch", torch_side), ("jax", jax_side)):
+        p, q = params["0.p"], params["0.q"]
+        assert p.dtype == q.dtype == np.float64, side
+        np.testing.assert_allclose((p / 10) ** 2, np.full(4, exponent), rtol=1e-15, err_msg=side)
+        np.testing.assert_allclose((q / 100) ** 2, [floor], rtol=1e-15, err_msg=side)
+    np.testing.assert_array_equal(torch_side["0.p"], jax_side["0.p"])
+    np.testing.assert_array_equal(torch_side["0.q"], jax_side["0.q"])
+    if (exponent, floor) == (2.0, 0.01):  # the defaults are the reference's constants, exactly
+        assert (torch_side["0.p"][0], torch_side["0.q"][0]) == (torch_functional.P_INIT,
+                                                                torch_functional.Q_INIT)
+
+
+@pytest.mark.parametrize("argument, value, error", [
+    ("exponent_init", 0.0, "exponent_init: expected a positive finite float, got 0.0"),
+    ("floor_init", -0.1, "floor_init: expected a positive finite float, got -0.1"),
+    ("floor_init", float("nan"), "floor_init: expected a positive finite float, got nan"),
+])
+def test_bad_exponent_or_floor_is_refused_by_both_layers(argument, value, error):
+    with pytest.raises(ValueError, match=f"^{error}$"):
+        scs_torch.SharpenedCosineSimilarity2d(1, 2, 3, **{argument: value})
+    with pytest.raises(ValueError, match=f"^{error}$"):
+        scs_jax.SharpenedCosineSimilarity(1, 2, 3, **{argument: value}, rngs=nnx.Rngs(0))
+
+
 # The nearest plausible mistakes and what KS says about them at N_DRAWS (measured, fixed seeds):
 # the SCS kernel drawn like a plain convolution (kaiming uniform a=sqrt(5), i.e. U(±1/sqrt(fan_in)))
 # and the Linear kernel drawn with Flax's default (LeCun normal) must both be rejected.
@@ -165,3 +202,15 @@ def test_ks_rejects_plausible_wrong_initializers(name, wrong, torch_draws):
     result = stats.ks_2samp(torch_draws[name][:N_DRAWS], draws)
     print(f"\nKS torch {name} vs {wrong}: D={result.statistic:.4f} p={result.pvalue:.1e}")
     assert result.pvalue < 1e-6, f"{name} vs {wrong}: KS cannot tell them apart (p={result.pvalue:.2e})"
+
+
+def test_torch_reset_parameters_returns_to_the_asked_start():
+    layer = scs_torch.SharpenedCosineSimilarity2d(1, 2, 3, exponent_init=3.0, floor_init=0.37)
+    assert "exponent_init=3.0, floor_init=0.37" in repr(layer)
+    start = {name: value.detach().clone() for name, value in layer.named_parameters()}
+    with torch.no_grad():
+        layer.p.add_(1.0)
+        layer.q.add_(1.0)
+    layer.reset_parameters()
+    assert torch.equal(layer.p, start["p"]) and torch.equal(layer.q, start["q"])
+    assert "_init" not in repr(scs_torch.SharpenedCosineSimilarity2d(1, 2, 3))  # defaults: not shown

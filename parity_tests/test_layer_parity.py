@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from helpers.cases import LAYER_CASES as CASES
-from helpers.parity import DTYPES, compare_scs, make_torch_scs, output_shape
+from helpers.parity import DTYPES, TORCH_DTYPES, compare_scs, make_torch_scs, output_shape
+
+import scs_torch
 
 def _case_id(case):
     n, i, o, k, s, pad, g, h, w = case
@@ -39,3 +42,17 @@ def test_layer_at_initial_parameters(dtype, rng):
     x = rng.standard_normal((1, 2, 8, 8))
     g = rng.standard_normal(output_shape(layer, x.shape))
     compare_scs(layer, x, g, dtype, "initial parameters")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layer_started_at_another_exponent_and_floor(dtype, rng):
+    """``exponent_init=3, floor_init=0.37`` (the floor the 2022 record layer started at):
+    q far above the grid's perturbed range, same maths in both frameworks."""
+    torch.manual_seed(int(rng.integers(2**31)))
+    layer = scs_torch.SharpenedCosineSimilarity2d(2, 4, 3, padding=1, exponent_init=3.0, floor_init=0.37,
+                                                  dtype=TORCH_DTYPES[dtype])
+    x = rng.standard_normal((2, 2, 6, 6))
+    g = rng.standard_normal(output_shape(layer, x.shape))
+    expected = compare_scs(layer, x, g, dtype, "exponent 3, floor 0.37")
+    for name in ("x", "weight", "p", "q"):
+        assert np.max(np.abs(expected[name])) > 0, f"d/d{name} is identically zero"

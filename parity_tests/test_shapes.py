@@ -110,6 +110,14 @@ CASES = [
     ("check_eps", (True,), Raises(TypeError, "eps: expected a positive float, got True")),
     ("check_eps", ("1e-12",), Raises(TypeError, "eps: expected a positive float, got '1e-12'")),
     ("check_eps", (None,), Raises(TypeError, "eps: expected a positive float, got None")),
+    # positive_float: the layers' exponent_init and floor_init, as floats
+    ("positive_float", ("floor_init", 0.37), 0.37),
+    ("positive_float", ("exponent_init", 3), 3.0),
+    ("positive_float", ("floor_init", 0.0), Raises(ValueError, "floor_init: expected a positive finite float, got 0.0")),
+    ("positive_float", ("exponent_init", -2.0), Raises(ValueError, "exponent_init: expected a positive finite float, got -2.0")),
+    ("positive_float", ("floor_init", float("inf")), Raises(ValueError, "floor_init: expected a positive finite float, got inf")),
+    ("positive_float", ("exponent_init", False), Raises(TypeError, "exponent_init: expected a positive float, got False")),
+    ("positive_float", ("floor_init", "0.37"), Raises(TypeError, "floor_init: expected a positive float, got '0.37'")),
     # check_ceil_mode: a bool, nothing else
     ("check_ceil_mode", (True,), True),
     ("check_ceil_mode", (False,), False),

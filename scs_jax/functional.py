@@ -50,6 +50,8 @@ times ``|out|`` (``out`` is 0 where ``cos`` is exactly 0). NaN inputs propagate.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -65,6 +67,8 @@ __all__ = [
     "Q_SCALE",
     "P_INIT",
     "Q_INIT",
+    "p_for_exponent",
+    "q_for_floor",
     "EPS",
     "resolve_padding",
     "pool_output_size",
@@ -83,6 +87,30 @@ P_INIT = 2.0**0.5 * P_SCALE
 Q_INIT = 10.0
 #: Default ``eps`` inside the norms and under the power.
 EPS = 1e-12
+
+
+def p_for_exponent(exponent: float) -> float:
+    """The stored ``p`` whose exponent ``(p / P_SCALE)²`` is ``exponent`` (a positive float).
+
+    The layers' ``exponent_init`` goes through here; ``p_for_exponent(2.0) == P_INIT``.
+
+    Examples:
+        >>> p_for_exponent(2.0) == P_INIT, p_for_exponent(4.0)
+        (True, 20.0)
+    """
+    return P_SCALE * math.sqrt(exponent)
+
+
+def q_for_floor(floor: float) -> float:
+    """The stored ``q`` whose floor ``(q / Q_SCALE)²`` is ``floor`` (a positive float).
+
+    The layers' ``floor_init`` goes through here; ``q_for_floor(0.01) == Q_INIT``.
+
+    Examples:
+        >>> q_for_floor(0.01) == Q_INIT, q_for_floor(0.25)
+        (True, 50.0)
+    """
+    return Q_SCALE * math.sqrt(floor)
 
 
 @jax.custom_vjp

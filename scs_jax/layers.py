@@ -14,7 +14,8 @@ from flax.nnx.nn import dtypes
 
 from . import functional as SF
 from ._checks import check_input
-from .shapes import Padding, Size, check_ceil_mode, check_eps, positive_int, positive_pair, resolve_padding
+from .shapes import (Padding, Size, check_ceil_mode, check_eps, positive_float, positive_int, positive_pair,
+                     resolve_padding)
 
 __all__ = ["SharpenedCosineSimilarity", "MaxAbsPool"]
 
@@ -30,10 +31,10 @@ class SharpenedCosineSimilarity(nnx.Module):
         kernel: ``(kH, kW, in_features // feature_group_count, out_features)``,
             Xavier/Glorot uniform over the same fans as torch's
             ``xavier_uniform_`` on ``(out, in, kH, kW)``.
-        p: ``(out_features,)``, the exponent is ``(p / 10)²``; starts at
-            ``sqrt(2) · 10`` so the exponent starts at 2.
-        q: ``(1,)``, the floor added to both norms is ``(q / 100)²``; starts at
-            10 so the floor starts at 0.01.
+        p: ``(out_features,)``, the exponent is ``(p / 10)²``; starts where the
+            exponent is ``exponent_init`` (``sqrt(2) · 10`` for the default 2).
+        q: ``(1,)``, the floor added to both norms is ``(q / 100)²``; starts where
+            the floor is ``floor_init`` (10 for the default 0.01).
 
     Args:
         in_features, out_features: channel counts, positive, divisible by
@@ -43,6 +44,10 @@ class SharpenedCosineSimilarity(nnx.Module):
         padding: int, pair, ``((top, bottom), (left, right))``, ``"valid"`` or ``"same"``.
         feature_group_count: channel groups (``in_features`` for depthwise).
         eps: see :func:`scs_jax.functional.sharpened_cosine_similarity`.
+        exponent_init: the exponent every output feature starts at (positive;
+            default 2, as the reference).
+        floor_init: the floor ``q`` starts at (positive; default 0.01, as the
+            reference; the record layer of 2022 started at 0.37).
         dtype: computation dtype (``None``: promote input and parameters).
         param_dtype: parameters' dtype (float32; pass ``jnp.float64`` under
             ``jax_enable_x64`` for float64 parameters).
@@ -82,6 +87,8 @@ class SharpenedCosineSimilarity(nnx.Module):
         padding: Padding = 0,
         feature_group_count: int = 1,
         eps: float = SF.EPS,
+        exponent_init: float = 2.0,
+        floor_init: float = 0.01,
         dtype: flax_typing.Dtype | None = None,
         param_dtype: flax_typing.Dtype = jnp.float32,
         precision: flax_typing.PrecisionLike = None,
@@ -98,6 +105,8 @@ class SharpenedCosineSimilarity(nnx.Module):
                 f"got {feature_group_count}"
             )
         eps = check_eps(eps)
+        exponent_init = positive_float("exponent_init", exponent_init)
+        floor_init = positive_float("floor_init", floor_init)
         self.in_features = in_features
         self.out_features = out_features
         self.kernel_size = positive_pair("kernel_size", kernel_size)
@@ -110,8 +119,8 @@ class SharpenedCosineSimilarity(nnx.Module):
         self.precision = precision
         kernel_shape = (*self.kernel_size, in_features // feature_group_count, out_features)
         self.kernel = nnx.Param(kernel_init(rngs.params(), kernel_shape, param_dtype))
-        self.p = nnx.Param(jnp.full((out_features,), SF.P_INIT, param_dtype))
-        self.q = nnx.Param(jnp.full((1,), SF.Q_INIT, param_dtype))
+        self.p = nnx.Param(jnp.full((out_features,), SF.p_for_exponent(exponent_init), param_dtype))
+        self.q = nnx.Param(jnp.full((1,), SF.q_for_floor(floor_init), param_dtype))
 
     def __call__(self, x: jax.Array, pool: MaxAbsPool | None = None) -> jax.Array:
         """The layer's output, ``(N, H_out, W_out, out_features)``.

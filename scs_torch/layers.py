@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from . import functional as SF
-from .shapes import Padding, Size, check_ceil_mode, check_eps, positive_int, positive_pair, resolve_padding
+from .shapes import (Padding, Size, check_ceil_mode, check_eps, positive_float, positive_int, positive_pair,
+                     resolve_padding)
 
 __all__ = ["SharpenedCosineSimilarity2d", "MaxAbsPool2d"]
 
@@ -27,10 +28,10 @@ class SharpenedCosineSimilarity2d(nn.Module):
     Parameters (the reference's parameterization, shared with ``scs_jax``):
         weight: ``(out_channels, in_channels // groups, kH, kW)``, Xavier/Glorot
             uniform (``nn.init.xavier_uniform_``).
-        p: ``(out_channels,)``, the exponent is ``(p / 10)²``; starts at
-            ``sqrt(2) · 10`` so the exponent starts at 2.
-        q: ``(1,)``, the floor added to both norms is ``(q / 100)²``; starts at
-            10 so the floor starts at 0.01.
+        p: ``(out_channels,)``, the exponent is ``(p / 10)²``; starts where the
+            exponent is ``exponent_init`` (``sqrt(2) · 10`` for the default 2).
+        q: ``(1,)``, the floor added to both norms is ``(q / 100)²``; starts where
+            the floor is ``floor_init`` (10 for the default 0.01).
 
     Args:
         in_channels, out_channels: channel counts, positive, divisible by ``groups``.
@@ -39,6 +40,10 @@ class SharpenedCosineSimilarity2d(nn.Module):
         padding: int, pair, ``((top, bottom), (left, right))``, ``"valid"`` or ``"same"``.
         groups: channel groups (``in_channels`` for depthwise).
         eps: see :func:`scs_torch.functional.sharpened_cosine_similarity`.
+        exponent_init: the exponent every output channel starts at (positive;
+            default 2, as the reference).
+        floor_init: the floor ``q`` starts at (positive; default 0.01, as the
+            reference; the record layer of 2022 started at 0.37).
         device, dtype: of the parameters, as for ``nn.Conv2d``.
 
     Shapes: input ``(N, in_channels, H, W)`` -> output ``(N, out_channels, H_out, W_out)``
@@ -72,6 +77,8 @@ class SharpenedCosineSimilarity2d(nn.Module):
         padding: Padding = 0,
         groups: int = 1,
         eps: float = SF.EPS,
+        exponent_init: float = 2.0,
+        floor_init: float = 0.01,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -92,6 +99,8 @@ class SharpenedCosineSimilarity2d(nn.Module):
         self.padding = resolve_padding(padding, self.kernel_size, self.stride)
         self.groups = groups
         self.eps = eps
+        self.exponent_init = positive_float("exponent_init", exponent_init)
+        self.floor_init = positive_float("floor_init", floor_init)
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(
             torch.empty((out_channels, in_channels // groups, *self.kernel_size), **factory)
@@ -103,8 +112,8 @@ class SharpenedCosineSimilarity2d(nn.Module):
     def reset_parameters(self) -> None:
         """Re-draw ``weight`` (Xavier uniform) and reset ``p``, ``q`` to their initial values."""
         nn.init.xavier_uniform_(self.weight)
-        nn.init.constant_(self.p, SF.P_INIT)
-        nn.init.constant_(self.q, SF.Q_INIT)
+        nn.init.constant_(self.p, SF.p_for_exponent(self.exponent_init))
+        nn.init.constant_(self.q, SF.q_for_floor(self.floor_init))
 
     def forward(self, x: torch.Tensor, pool: MaxAbsPool2d | None = None) -> torch.Tensor:
         """The layer's output, ``(N, out_channels, H_out, W_out)``.
@@ -126,9 +135,13 @@ class SharpenedCosineSimilarity2d(nn.Module):
         )
 
     def extra_repr(self) -> str:
+        inits = "".join(f", {name}={value}" for name, value, default in (
+            ("exponent_init", self.exponent_init, 2.0), ("floor_init", self.floor_init, 0.01))
+            if value != default)
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"stride={self.stride}, padding={self.padding}, groups={self.groups}, eps={self.eps}"
+            f"{inits}"
         )
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "positive_pair",
     "resolve_padding",
     "pool_output_size",
+    "positive_float",
     "check_eps",
     "check_ceil_mode",
 ]
@@ -228,12 +229,30 @@ def pool_output_size(
     return out
 
 
-def check_eps(eps: float) -> float:
-    """``eps`` as a float: a finite, positive real number, else an error naming it.
+def positive_float(name: str, value: float) -> float:
+    """``value`` as a float: a finite, positive real number, else an error naming ``name``.
 
     Raises:
         TypeError: not a real number (a bool, a string, ``None``).
         ValueError: zero, negative, infinite or NaN.
+
+    Examples:
+        >>> positive_float("floor_init", 0.37)
+        0.37
+        >>> positive_float("floor_init", 0.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: floor_init: expected a positive finite float, got 0.0
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a positive float, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}: expected a positive finite float, got {value!r}")
+    return float(value)
+
+
+def check_eps(eps: float) -> float:
+    """``eps`` as a float: :func:`positive_float` named ``eps``.
 
     Examples:
         >>> check_eps(1e-12)
@@ -243,11 +262,7 @@ def check_eps(eps: float) -> float:
         ...
         ValueError: eps: expected a positive finite float, got 0.0
     """
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
-        raise TypeError(f"eps: expected a positive float, got {eps!r}")
-    if not (math.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps: expected a positive finite float, got {eps!r}")
-    return float(eps)
+    return positive_float("eps", eps)
 
 
 def check_ceil_mode(ceil_mode: bool) -> bool:
