@@ -40,7 +40,7 @@ __all__ = [
 @dataclass(frozen=True)
 class SCS:
     """A sharpened cosine similarity layer (no bias); ``exponent_init`` and ``floor_init``
-    are where its exponent ``p`` and floor ``q`` start (the layers' arguments)."""
+    are where its exponent and floor start (the layers' arguments of those names)."""
 
     in_channels: int
     out_channels: int
@@ -211,8 +211,9 @@ def plain_conv_variant(architecture: Architecture) -> Architecture:
     layers = []
     for layer in architecture.layers:
         if isinstance(layer, SCS):
-            layers.append(Conv(layer.in_channels, layer.out_channels, layer.kernel_size,
-                               layer.stride, layer.padding, layer.groups))
+            layers.append(Conv(in_channels=layer.in_channels, out_channels=layer.out_channels,
+                               kernel_size=layer.kernel_size, stride=layer.stride,
+                               padding=layer.padding, groups=layer.groups))
         elif isinstance(layer, MaxAbsPool):
             layers.append(MaxPool(**layer.__dict__))
         else:

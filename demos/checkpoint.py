@@ -126,6 +126,17 @@ def _discard(path: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
+def _vanished(path: Path) -> bool:
+    """Whether ``path`` is gone (another process renamed it away); any other error: no."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        pass
+    return False
+
+
 # --------------------------------------------------------------------------
 # The folder of one dataset / version / framework
 # --------------------------------------------------------------------------
@@ -236,7 +247,8 @@ class CheckpointDir:
             if match and entry.is_file(follow_symlinks=False):
                 failed.append(int(match[1]))
                 continue
-            foreign.append(Path(entry.path))
+            if not _vanished(Path(entry.path)):  # else renamed away since the listing
+                foreign.append(Path(entry.path))
         if foreign:
             raise CheckpointError(
                 f"unexpected entries in the checkpoint folder {self.path}: "
@@ -255,6 +267,7 @@ class CheckpointDir:
                 named, to be moved away), or (``run_index=None``) checkpoints of
                 more than one run.
         """
+        tried = None
         while True:
             checkpoints, _ = self._entries()
             runs = sorted({run for run, _, _ in checkpoints})
@@ -266,14 +279,16 @@ class CheckpointDir:
             checkpoints = [c for c in checkpoints if run_index in (None, c[0])]
             if not checkpoints:
                 return None
-            run, epoch, path = checkpoints[-1]
+            newest = checkpoints[-1]
             try:
-                return self._read(path, run, epoch)
+                return self._read(newest[2], newest[0], newest[1])
             except CheckpointError:
                 # A writer in another process may have removed it (renamed away whole)
-                # since the listing: a newer checkpoint, or none, is there now. Look again.
-                if os.path.lexists(path):
+                # since the listing: a newer checkpoint, or none, is there now. Look again,
+                # once per checkpoint gone (a stale listing must not make this spin).
+                if newest == tried or not _vanished(newest[2]):
                     raise
+                tried = newest
 
     def runs_in_progress(self) -> set[int]:
         """Indices of the runs that have a checkpoint."""

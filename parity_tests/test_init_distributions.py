@@ -214,3 +214,6 @@ def test_torch_reset_parameters_returns_to_the_asked_start():
     layer.reset_parameters()
     assert torch.equal(layer.p, start["p"]) and torch.equal(layer.q, start["q"])
     assert "_init" not in repr(scs_torch.SharpenedCosineSimilarity2d(1, 2, 3))  # defaults: not shown
+    # The new arguments come after device and dtype: calls passing those by position still work.
+    layer = scs_torch.SharpenedCosineSimilarity2d(1, 2, 3, 1, 0, 1, 1e-12, "cpu", torch.float64)
+    assert layer.p.dtype == torch.float64 and layer.p[0].item() == torch_functional.P_INIT

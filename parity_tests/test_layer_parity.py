@@ -46,8 +46,9 @@ def test_layer_at_initial_parameters(dtype, rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_layer_started_at_another_exponent_and_floor(dtype, rng):
-    """``exponent_init=3, floor_init=0.37`` (the floor the 2022 record layer started at):
-    q far above the grid's perturbed range, same maths in both frameworks."""
+    """Started at ``exponent_init=3, floor_init=0.37``: q far above the grid's perturbed
+    range, the same maths in both frameworks (the JAX side gets torch's values; where each
+    side starts is ``test_init_distributions.py``'s)."""
     torch.manual_seed(int(rng.integers(2**31)))
     layer = scs_torch.SharpenedCosineSimilarity2d(2, 4, 3, padding=1, exponent_init=3.0, floor_init=0.37,
                                                   dtype=TORCH_DTYPES[dtype])

@@ -70,6 +70,8 @@ def test_reader_loop_while_demos_write(workers, tmp_path, capsys):
         demo.wait(timeout=60)
     out = capsys.readouterr()
     assert "Traceback" not in out.err
+    # A checkpoint replaced or removed while the viewer read it is not "unreadable".
+    assert "unreadable" not in out.out
     assert demo.returncode == 0, demo.stderr.read()
     assert seen == set(range(RUNS))
     assert reads >= 2

@@ -259,3 +259,30 @@ def test_a_checkpoint_removed_while_being_read_is_not_an_error(writer_then, resu
     else:
         assert lines == []
     assert "unreadable" not in out
+
+
+def test_a_damaged_checkpoint_still_listed_ends_the_look_again(results, monkeypatch, capsys):
+    """A listing that keeps showing a checkpoint which reads as gone (a stale network
+    listing), or one that cannot be looked at (permissions), gives the error once: the
+    viewer never spins on it."""
+    from demos import checkpoint
+    folder = _fake_checkpoint(results, 5, make_record("torch", 5, 20.0, n_epochs=2), state=False)
+    looks = []
+
+    def stale(path):
+        looks.append(path)
+        assert len(looks) < 10, "latest() keeps looking again"
+        return True
+
+    monkeypatch.setattr(checkpoint, "_vanished", stale)
+    assert show_results.main(["v1", "--results-dir", str(results), "--no-plots"]) == 0
+    (line,) = [l for l in capsys.readouterr().out.splitlines() if l.startswith("in progress:")]
+    assert "unreadable checkpoint" in line and "no state.pt" in line
+    assert looks == [folder]
+    monkeypatch.undo()
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(checkpoint.os, "lstat", denied)
+    assert checkpoint._vanished(folder) is False  # only "not found" means gone

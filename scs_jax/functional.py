@@ -67,6 +67,8 @@ __all__ = [
     "Q_SCALE",
     "P_INIT",
     "Q_INIT",
+    "EXPONENT_INIT",
+    "FLOOR_INIT",
     "p_for_exponent",
     "q_for_floor",
     "EPS",
@@ -87,6 +89,9 @@ P_INIT = 2.0**0.5 * P_SCALE
 Q_INIT = 10.0
 #: Default ``eps`` inside the norms and under the power.
 EPS = 1e-12
+#: The layers' default ``exponent_init`` and ``floor_init``: ``P_INIT`` and ``Q_INIT``.
+EXPONENT_INIT = 2.0
+FLOOR_INIT = 0.01
 
 
 def p_for_exponent(exponent: float) -> float:

@@ -44,10 +44,10 @@ class SharpenedCosineSimilarity(nnx.Module):
         padding: int, pair, ``((top, bottom), (left, right))``, ``"valid"`` or ``"same"``.
         feature_group_count: channel groups (``in_features`` for depthwise).
         eps: see :func:`scs_jax.functional.sharpened_cosine_similarity`.
-        exponent_init: the exponent every output feature starts at (positive;
-            default 2, as the reference).
-        floor_init: the floor ``q`` starts at (positive; default 0.01, as the
-            reference; the record layer of 2022 started at 0.37).
+        exponent_init: the exponent ``(p / 10)²`` every output feature starts at
+            (positive; default 2, as the reference).
+        floor_init: the floor ``(q / 100)²`` starts at (positive; default 0.01,
+            as the reference).
         dtype: computation dtype (``None``: promote input and parameters).
         param_dtype: parameters' dtype (float32; pass ``jnp.float64`` under
             ``jax_enable_x64`` for float64 parameters).
@@ -87,8 +87,8 @@ class SharpenedCosineSimilarity(nnx.Module):
         padding: Padding = 0,
         feature_group_count: int = 1,
         eps: float = SF.EPS,
-        exponent_init: float = 2.0,
-        floor_init: float = 0.01,
+        exponent_init: float = SF.EXPONENT_INIT,
+        floor_init: float = SF.FLOOR_INIT,
         dtype: flax_typing.Dtype | None = None,
         param_dtype: flax_typing.Dtype = jnp.float32,
         precision: flax_typing.PrecisionLike = None,

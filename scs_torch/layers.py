@@ -40,11 +40,11 @@ class SharpenedCosineSimilarity2d(nn.Module):
         padding: int, pair, ``((top, bottom), (left, right))``, ``"valid"`` or ``"same"``.
         groups: channel groups (``in_channels`` for depthwise).
         eps: see :func:`scs_torch.functional.sharpened_cosine_similarity`.
-        exponent_init: the exponent every output channel starts at (positive;
-            default 2, as the reference).
-        floor_init: the floor ``q`` starts at (positive; default 0.01, as the
-            reference; the record layer of 2022 started at 0.37).
         device, dtype: of the parameters, as for ``nn.Conv2d``.
+        exponent_init: the exponent ``(p / 10)²`` every output channel starts at
+            (positive; default 2, as the reference).
+        floor_init: the floor ``(q / 100)²`` starts at (positive; default 0.01,
+            as the reference).
 
     Shapes: input ``(N, in_channels, H, W)`` -> output ``(N, out_channels, H_out, W_out)``
     with ``conv2d``'s output sizes.
@@ -77,10 +77,10 @@ class SharpenedCosineSimilarity2d(nn.Module):
         padding: Padding = 0,
         groups: int = 1,
         eps: float = SF.EPS,
-        exponent_init: float = 2.0,
-        floor_init: float = 0.01,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        exponent_init: float = SF.EXPONENT_INIT,
+        floor_init: float = SF.FLOOR_INIT,
     ) -> None:
         super().__init__()
         in_channels = positive_int("in_channels", in_channels)
@@ -136,7 +136,8 @@ class SharpenedCosineSimilarity2d(nn.Module):
 
     def extra_repr(self) -> str:
         inits = "".join(f", {name}={value}" for name, value, default in (
-            ("exponent_init", self.exponent_init, 2.0), ("floor_init", self.floor_init, 0.01))
+            ("exponent_init", self.exponent_init, SF.EXPONENT_INIT),
+            ("floor_init", self.floor_init, SF.FLOOR_INIT))
             if value != default)
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
