@@ -10,12 +10,15 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import socket
 import struct
 import subprocess
 import sys
 import tarfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import FrozenInstanceError
 from pathlib import Path
 
@@ -440,13 +443,14 @@ def test_cifar_bad_records(tmp_path):
         cifar10.load(tmp_path, verify_checksum=False)
 
 
-def test_cifar_tfds_builder_matches_parser(tmp_path, tfds_dir, monkeypatch):
-    """TFDS's own cifar10 builder, fed the generated archive through the same
-    manual_dir route as the real one, gives exactly the parser's arrays.
+@pytest.fixture
+def registered_cifar_archive(tmp_path, monkeypatch):
+    """A generated CIFAR-10 archive that TFDS's cifar10 builder accepts as the real one.
 
-    TFDS only accepts a manual download with the registered checksum, so the
-    test registers the generated archive's checksum (and this module's
-    expected size/sha256) for the duration of the test.
+    TFDS only accepts a manual download with the registered checksum, so this
+    registers the generated archive's checksum (and this module's expected
+    size/sha256) for the duration of the test. Returns (its folder, its arrays
+    as the parser reads them).
     """
     tfds = pytest.importorskip("tensorflow_datasets", reason=REASON)
     checksums = pytest.importorskip("tensorflow_datasets.core.download.checksums", reason=REASON)
@@ -460,8 +464,14 @@ def test_cifar_tfds_builder_matches_parser(tmp_path, tfds_dir, monkeypatch):
     monkeypatch.setattr(cifar10, "ARCHIVE_SIZE", archive.stat().st_size)
     monkeypatch.setattr(cifar10, "ARCHIVE_SHA256", info.checksum)
     monkeypatch.setattr(tfds_idx, "network_reachable", lambda *a, **k: pytest.fail("no download expected"))
+    return tmp_path / "c10", parsed
 
-    built = cifar10.load(tmp_path / "c10", tfds_data_dir=tfds_dir)
+
+def test_cifar_tfds_builder_matches_parser(registered_cifar_archive, tfds_dir):
+    """TFDS's own cifar10 builder, fed the generated archive through the same
+    manual_dir route as the real one, gives exactly the parser's arrays."""
+    folder, parsed = registered_cifar_archive
+    built = cifar10.load(folder, tfds_data_dir=tfds_dir)
     assert "built from" in built.source and "TFDS cifar10" in built.source
     for field in ("train_images", "train_labels", "test_images", "test_labels"):
         np.testing.assert_array_equal(getattr(built, field), getattr(parsed, field), err_msg=field)
@@ -472,6 +482,53 @@ def test_cifar_tfds_builder_matches_parser(tmp_path, tfds_dir, monkeypatch):
     cached = cifar10.load(tfds_data_dir=tfds_dir)
     assert "already built" in cached.source
     np.testing.assert_array_equal(cached.train_images, parsed.train_images)
+
+
+def test_loads_started_together_build_once(registered_cifar_archive, tfds_dir):
+    """Several loads into one empty TFDS data dir at once (``--workers N`` on a fresh
+    machine): one builds, the others wait and find it built. Without the build lock
+    each built it too, and all but the first failed in TFDS's final rename."""
+    folder, parsed = registered_cifar_archive
+    start = threading.Barrier(3)
+
+    def load():
+        start.wait()
+        return cifar10.load(folder, tfds_data_dir=tfds_dir)
+
+    with ThreadPoolExecutor(3) as pool:
+        loaded = [f.result(timeout=300) for f in [pool.submit(load) for _ in range(3)]]
+    assert sorted("already built" in ds.source for ds in loaded) == [False, True, True]
+    for ds in loaded:
+        np.testing.assert_array_equal(ds.train_images, parsed.train_images)
+        np.testing.assert_array_equal(ds.test_labels, parsed.test_labels)
+    assert not leftovers(tfds_dir)
+
+
+def test_fashion_looks_for_a_build_only_under_the_build_lock(tfds_dir, no_default_fashion, monkeypatch):
+    """fashion_mnist.load makes its TFDS builder (and so sees whether the data is built)
+    only while it holds the build lock: another process cannot be half-way through."""
+    pytest.importorskip("tensorflow_datasets", reason=REASON)
+    import fcntl
+
+    seen = []
+
+    def builder_while_checking_the_lock(tfds, name, folder):
+        fd = os.open(folder / f".{name}.build.lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            seen.append("free")
+        except BlockingIOError:
+            seen.append("held")
+        finally:
+            os.close(fd)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(tfds_idx, "tfds_builder", builder_while_checking_the_lock)
+    with pytest.raises(RuntimeError, match="stop here"):
+        fashion_mnist.load(tfds_data_dir=tfds_dir)
+    assert seen == ["held"]
+    with tfds_idx.one_build_at_a_time(tfds_dir, "fashion_mnist"):  # released after the error
+        pass
 
 
 # --------------------------------------------------------------------------
@@ -511,8 +568,10 @@ def test_real_fashion_shapes_and_counts(real_build):
     np.testing.assert_array_equal(np.bincount(ds.test_labels, minlength=10), [1000] * 10)
     assert not leftovers(tfds_dir)
     # Only the built dataset stays: staged/extracted copies are removed
-    # (TFDS itself leaves an empty downloads/ folder).
-    assert {p.name for p in tfds_dir.iterdir()} <= {"fashion_mnist", "downloads"}
+    # (TFDS itself leaves an empty downloads/ folder; the build lock is an empty file).
+    lock = ".fashion_mnist.build.lock"
+    assert {p.name for p in tfds_dir.iterdir()} <= {"fashion_mnist", "downloads", lock}
+    assert (tfds_dir / lock).stat().st_size == 0
     assert not [p for p in (tfds_dir / "downloads").rglob("*") if p.is_file()]
 
 

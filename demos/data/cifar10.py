@@ -84,13 +84,14 @@ def load(
         _check_archive(archive)
 
     tfds = tfds_idx.import_tfds()
-    builder = tfds_idx.tfds_builder(tfds, NAME, tfds_dir)
-    if builder.is_prepared():
-        note = f" (already built; {archive} verified)" if archive else " (already built)"
-        return tfds_idx.load_built(tfds, builder, NAME, _SHAPE,
-                                   tfds_idx.describe(builder, tfds_dir) + note)
-    source = _build(tfds, builder, archive, tfds_dir)
-    return tfds_idx.load_built(tfds, builder, NAME, _SHAPE, source)
+    with tfds_idx.one_build_at_a_time(tfds_dir, NAME):
+        builder = tfds_idx.tfds_builder(tfds, NAME, tfds_dir)
+        if builder.is_prepared():
+            note = f" (already built; {archive} verified)" if archive else " (already built)"
+            return tfds_idx.load_built(tfds, builder, NAME, _SHAPE,
+                                       tfds_idx.describe(builder, tfds_dir) + note)
+        source = _build(tfds, builder, archive, tfds_dir)
+        return tfds_idx.load_built(tfds, builder, NAME, _SHAPE, source)
 
 
 def _fixes(tfds_dir: Path) -> str:

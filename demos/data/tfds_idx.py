@@ -2,8 +2,9 @@
 
 * TFDS: where its data dir is (:func:`resolve_tfds_data_dir`), building a
   dataset from local files (:func:`prepare_from_manual_dir`) or by download
-  after a fast network check (:func:`prepare_online`), and reading a built
-  dataset back as arrays (:func:`load_built`). TensorFlow and TFDS are
+  after a fast network check (:func:`prepare_online`), one build at a time
+  among processes sharing a data dir (:func:`one_build_at_a_time`), and reading
+  a built dataset back as arrays (:func:`load_built`). TensorFlow and TFDS are
   imported only inside these functions.
 * The order TFDS stores examples in (:func:`tfds_order`), so that files
   parsed with NumPy give TFDS's arrays exactly.
@@ -28,6 +29,8 @@ import threading
 import urllib.parse
 import urllib.request
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -268,6 +271,34 @@ def silence_progress_bars() -> None:
 def tfds_builder(tfds: Any, name: str, tfds_dir: Path) -> Any:
     """TFDS's stock builder ``name`` with its data in ``tfds_dir``."""
     return tfds.builder(name, data_dir=os.fspath(tfds_dir))
+
+
+@contextmanager
+def one_build_at_a_time(tfds_dir: Path, name: str) -> Iterator[None]:
+    """Holds an exclusive ``flock`` on ``tfds_dir/.{name}.build.lock`` for the block.
+
+    Look for a built dataset and build it inside the block: then of several processes
+    that load ``name`` into one ``tfds_dir`` at once (``--workers N`` on a fresh
+    machine), one builds and the others wait and find it built. Without the lock,
+    each saw nothing built, built it too, and all but the first failed in TFDS's
+    final rename (``FileExistsError``). Where the filesystem has no locks
+    (``ENOLCK``, some NFS mounts) or on a non-POSIX system, the block runs unlocked.
+
+    >>> import tempfile
+    >>> with one_build_at_a_time(Path(tempfile.mkdtemp()), "fashion_mnist"):
+    ...     pass
+    """
+    tfds_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(tfds_dir / f".{name}.build.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            import fcntl
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except (ImportError, OSError):  # pragma: no cover - no locks here
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def describe(builder: Any, tfds_dir: Path) -> str:
