@@ -504,31 +504,48 @@ def test_loads_started_together_build_once(registered_cifar_archive, tfds_dir):
     assert not leftovers(tfds_dir)
 
 
-def test_fashion_looks_for_a_build_only_under_the_build_lock(tfds_dir, no_default_fashion, monkeypatch):
-    """fashion_mnist.load makes its TFDS builder (and so sees whether the data is built)
-    only while it holds the build lock: another process cannot be half-way through."""
+@pytest.mark.parametrize("loader", [fashion_mnist, cifar10], ids=lambda m: m.NAME)
+def test_a_build_finished_while_waiting_for_the_lock_is_loaded(loader, tfds_dir, no_default_fashion,
+                                                                monkeypatch):
+    """A loader that finds nothing built waits for the build lock and looks again under
+    it: what the process it waited for built is loaded, not built a second time. A
+    built dataset is loaded without taking the lock."""
     pytest.importorskip("tensorflow_datasets", reason=REASON)
     import fcntl
 
-    seen = []
+    tfds_dir.mkdir()
+    built_by_the_other_process = iter([False, True])
+    looks = []
 
-    def builder_while_checking_the_lock(tfds, name, folder):
-        fd = os.open(folder / f".{name}.build.lock", os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            seen.append("free")
-        except BlockingIOError:
-            seen.append("held")
-        finally:
-            os.close(fd)
-        raise RuntimeError("stop here")
+    class Builder:
+        name, version = loader.NAME, "0"
 
-    monkeypatch.setattr(tfds_idx, "tfds_builder", builder_while_checking_the_lock)
-    with pytest.raises(RuntimeError, match="stop here"):
-        fashion_mnist.load(tfds_data_dir=tfds_dir)
-    assert seen == ["held"]
-    with tfds_idx.one_build_at_a_time(tfds_dir, "fashion_mnist"):  # released after the error
-        pass
+        def is_prepared(self):
+            fd = os.open(tfds_dir / f".{loader.NAME}.build.lock", os.O_RDWR | os.O_CREAT)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                lock = "free"
+            except BlockingIOError:
+                lock = "held"
+            finally:
+                os.close(fd)
+            prepared = next(built_by_the_other_process)
+            looks.append((lock, prepared))
+            return prepared
+
+    loaded = object()
+    monkeypatch.setattr(tfds_idx, "tfds_builder", lambda tfds, name, folder: Builder())
+    monkeypatch.setattr(tfds_idx, "load_built", lambda *a, **k: loaded)
+    for build in ("_build", "_build_from_local", "_build_without_local_files"):
+        if hasattr(loader, build):
+            monkeypatch.setattr(loader, build, lambda *a, **k: pytest.fail("built twice"))
+    assert loader.load(tfds_data_dir=tfds_dir) is loaded
+    assert looks == [("free", False), ("held", True)]
+
+    built_by_the_other_process = iter([True])
+    looks.clear()
+    assert loader.load(tfds_data_dir=tfds_dir) is loaded
+    assert looks == [("free", True)]
 
 
 # --------------------------------------------------------------------------

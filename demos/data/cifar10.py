@@ -84,14 +84,17 @@ def load(
         _check_archive(archive)
 
     tfds = tfds_idx.import_tfds()
-    with tfds_idx.one_build_at_a_time(tfds_dir, NAME):
-        builder = tfds_idx.tfds_builder(tfds, NAME, tfds_dir)
-        if builder.is_prepared():
-            note = f" (already built; {archive} verified)" if archive else " (already built)"
-            return tfds_idx.load_built(tfds, builder, NAME, _SHAPE,
-                                       tfds_idx.describe(builder, tfds_dir) + note)
+
+    def load_prepared(builder: Any) -> ImageDataset:
+        note = f" (already built; {archive} verified)" if archive else " (already built)"
+        return tfds_idx.load_built(tfds, builder, NAME, _SHAPE,
+                                   tfds_idx.describe(builder, tfds_dir) + note)
+
+    def build(builder: Any) -> ImageDataset:
         source = _build(tfds, builder, archive, tfds_dir)
         return tfds_idx.load_built(tfds, builder, NAME, _SHAPE, source)
+
+    return tfds_idx.load_or_build(tfds, NAME, tfds_dir, load_prepared, build)
 
 
 def _fixes(tfds_dir: Path) -> str:

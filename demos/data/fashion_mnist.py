@@ -119,17 +119,19 @@ def load(
                                    "verified; examples in TFDS order)")
 
     tfds = tfds_idx.import_tfds()
-    with tfds_idx.one_build_at_a_time(tfds_dir, NAME):
-        builder = tfds_idx.tfds_builder(tfds, NAME, tfds_dir)
-        if builder.is_prepared():
-            note = f" (already built; files in {folder} verified)" if local else " (already built)"
-            return tfds_idx.load_built(tfds, builder, NAME, _SHAPE,
-                                       tfds_idx.describe(builder, tfds_dir) + note)
-        if paths is not None:
-            if local is None:
-                local = read_files(paths, verify_checksum=True)
-            return _build_from_local(tfds, builder, local, folder, tfds_dir)
-        return _build_without_local_files(tfds, builder, tfds_dir)
+
+    def load_prepared(builder: Any) -> ImageDataset:
+        note = f" (already built; files in {folder} verified)" if local else " (already built)"
+        return tfds_idx.load_built(tfds, builder, NAME, _SHAPE,
+                                   tfds_idx.describe(builder, tfds_dir) + note)
+
+    def build(builder: Any) -> ImageDataset:
+        if paths is None:
+            return _build_without_local_files(tfds, builder, tfds_dir)
+        files = local if local is not None else read_files(paths, verify_checksum=True)
+        return _build_from_local(tfds, builder, files, folder, tfds_dir)
+
+    return tfds_idx.load_or_build(tfds, NAME, tfds_dir, load_prepared, build)
 
 
 def read_files(paths: dict[str, Path], verify_checksum: bool) -> dict[str, LocalIdx]:

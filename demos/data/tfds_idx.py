@@ -2,8 +2,8 @@
 
 * TFDS: where its data dir is (:func:`resolve_tfds_data_dir`), building a
   dataset from local files (:func:`prepare_from_manual_dir`) or by download
-  after a fast network check (:func:`prepare_online`), one build at a time
-  among processes sharing a data dir (:func:`one_build_at_a_time`), and reading
+  after a fast network check (:func:`prepare_online`), by one process at a
+  time among those sharing a data dir (:func:`load_or_build`), and reading
   a built dataset back as arrays (:func:`load_built`). TensorFlow and TFDS are
   imported only inside these functions.
 * The order TFDS stores examples in (:func:`tfds_order`), so that files
@@ -29,7 +29,7 @@ import threading
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -277,19 +277,19 @@ def tfds_builder(tfds: Any, name: str, tfds_dir: Path) -> Any:
 def one_build_at_a_time(tfds_dir: Path, name: str) -> Iterator[None]:
     """Holds an exclusive ``flock`` on ``tfds_dir/.{name}.build.lock`` for the block.
 
-    Look for a built dataset and build it inside the block: then of several processes
-    that load ``name`` into one ``tfds_dir`` at once (``--workers N`` on a fresh
-    machine), one builds and the others wait and find it built. Without the lock,
-    each saw nothing built, built it too, and all but the first failed in TFDS's
-    final rename (``FileExistsError``). Where the filesystem has no locks
-    (``ENOLCK``, some NFS mounts) or on a non-POSIX system, the block runs unlocked.
+    Where the folder cannot be written, the filesystem has no locks (``ENOLCK``,
+    some NFS mounts) or the system is not POSIX, the block runs unlocked.
 
     >>> import tempfile
     >>> with one_build_at_a_time(Path(tempfile.mkdtemp()), "fashion_mnist"):
     ...     pass
     """
-    tfds_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(tfds_dir / f".{name}.build.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        tfds_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tfds_dir / f".{name}.build.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # a read-only data dir: nothing can be built there anyway
+        yield
+        return
     try:
         try:
             import fcntl
@@ -299,6 +299,26 @@ def one_build_at_a_time(tfds_dir: Path, name: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def load_or_build(tfds: Any, name: str, tfds_dir: Path, load: Callable[[Any], ImageDataset],
+                  build: Callable[[Any], ImageDataset]) -> ImageDataset:
+    """``load(builder)`` if TFDS's ``name`` is built in ``tfds_dir``, else ``build(builder)``.
+
+    ``build`` builds the dataset and returns it. Of several processes that find it
+    unbuilt at once (``--workers N`` on a fresh machine), one builds, under
+    :func:`one_build_at_a_time`; the others wait for it, then load what it built.
+    Without the lock each built it too, and all but the first failed in TFDS's
+    final rename (``FileExistsError``). A built dataset is loaded without the
+    lock: TFDS renames a build into place only once it is complete.
+    """
+    builder = tfds_builder(tfds, name, tfds_dir)
+    if not builder.is_prepared():
+        with one_build_at_a_time(tfds_dir, name):
+            builder = tfds_builder(tfds, name, tfds_dir)  # built while this one waited?
+            if not builder.is_prepared():
+                return build(builder)
+    return load(builder)
 
 
 def describe(builder: Any, tfds_dir: Path) -> str:
