@@ -548,6 +548,23 @@ def test_a_build_finished_while_waiting_for_the_lock_is_loaded(loader, tfds_dir,
     assert looks == [("free", True)]
 
 
+def test_build_lock_is_skipped_where_its_file_cannot_be_made(tmp_path):
+    """A data dir that cannot be created (here: under a plain file; root ignores
+    ``chmod``) runs the block unlocked, and an error of the block comes out as
+    itself, not chained to the OSError that made the lock impossible."""
+    (tmp_path / "a_file").write_text("")
+    unwritable = tmp_path / "a_file" / "tfds"
+    ran = []
+    with tfds_idx.one_build_at_a_time(unwritable, "fashion_mnist"):
+        ran.append(True)
+    assert ran == [True]
+    with pytest.raises(ValueError, match="from the block") as raised:
+        with tfds_idx.one_build_at_a_time(unwritable, "fashion_mnist"):
+            raise ValueError("from the block")
+    assert raised.value.__context__ is None
+    assert not unwritable.exists()
+
+
 # --------------------------------------------------------------------------
 # Real Fashion-MNIST (apt-get install dataset-fashion-mnist)
 # --------------------------------------------------------------------------

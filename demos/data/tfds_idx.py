@@ -288,17 +288,25 @@ def one_build_at_a_time(tfds_dir: Path, name: str) -> Iterator[None]:
         tfds_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(tfds_dir / f".{name}.build.lock", os.O_RDWR | os.O_CREAT, 0o644)
     except OSError:  # a read-only data dir: nothing can be built there anyway
-        yield
-        return
+        fd = None
+    # The block runs outside the ``except`` above, so an error of its own is not
+    # reported as raised "during handling of" the OSError.
     try:
-        try:
-            import fcntl
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except (ImportError, OSError):  # pragma: no cover - no locks here
-            pass
+        if fd is not None:
+            _lock_exclusively(fd)
         yield
     finally:
-        os.close(fd)  # releases the lock
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
+def _lock_exclusively(fd: int) -> None:
+    """Waits for an exclusive ``flock`` on ``fd``; does nothing where there are no locks."""
+    try:
+        import fcntl
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except (ImportError, OSError):  # pragma: no cover - no locks here
+        pass
 
 
 def load_or_build(tfds: Any, name: str, tfds_dir: Path, load: Callable[[Any], ImageDataset],
