@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import re
+from pathlib import Path
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -34,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only
 __all__ = ["Recipe", "REFERENCE", "COMPARISON", "COMPARISON_RUNS", "RUN_SETTINGS",
            "COMPARED_SETTINGS", "SETTINGS_BEFORE_THEY_EXISTED", "saved_setting", "run_arch",
            "augmentation", "run_settings",
-           "data_fingerprint"]
+           "portable_source", "data_fingerprint"]
 
 
 @dataclass(frozen=True)
@@ -146,10 +148,30 @@ def run_settings(args: argparse.Namespace, data: ImageDataset, seed: int, data_s
         "optimizer": "adam", "schedule": "one-cycle (torch OneCycleLR defaults)",
         "pct_start": schedule.pct_start, "steps_per_epoch": plan.steps_per_epoch,
         "train_examples": len(data.train_labels), "test_examples": len(data.test_labels),
-        "dtype": "float32", "data_source": data.source, "data_sha256": data_sha256,
+        "dtype": "float32", "data_source": portable_source(data.source), "data_sha256": data_sha256,
         **augmentation(args, data, seed).settings(), "init_from": args.init_from,
         "arch": args.arch, "parameters": args.parameters, "label_smoothing": args.label_smoothing,
     }
+
+
+def portable_source(source: str, home: str | None = None) -> str:
+    """``source`` (an ``ImageDataset.source``) with the home folder written ``~``.
+
+    Records are shared (``results/`` is committed), so they name TFDS's folder
+    ``~/tensorflow_datasets`` rather than one user's home; the data's identity
+    is ``data_sha256``. ``home`` defaults to :meth:`pathlib.Path.home`; a
+    folder that only starts like it (``/rooted`` for ``/root``) is kept.
+
+    >>> portable_source("TFDS fashion_mnist 3.0.1 in /root/tensorflow_datasets (already built)",
+    ...                 home="/root")
+    'TFDS fashion_mnist 3.0.1 in ~/tensorflow_datasets (already built)'
+    >>> portable_source("NumPy arrays in /rooted/x", home="/root")
+    'NumPy arrays in /rooted/x'
+    """
+    home = (str(Path.home()) if home is None else home).rstrip("/")
+    if not home:
+        return source
+    return re.sub(re.escape(home) + r"(?=/|[\s),;]|$)", "~", source)
 
 
 def data_fingerprint(data: ImageDataset) -> str:

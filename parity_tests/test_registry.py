@@ -7,6 +7,8 @@ registry entry and a loader module.
 
 from __future__ import annotations
 
+import doctest
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,25 @@ def test_a_third_dataset_is_a_registry_entry_and_a_loader_module(tiny, framework
     out = capsys.readouterr().out
     assert f"== tiny / v1  ({results / 'tiny' / 'v1'})" in out and framework in out
     assert (plots / "results_v1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_record_writes_the_home_folder_as_tilde(tiny, monkeypatch, tmp_path, capsys):
+    """Records are shared (``results/`` is committed): the data's source in a record names
+    ``~``, not one user's home; the console still prints the whole path."""
+    import helpers.tiny_dataset as tiny_data
+
+    home, load = tmp_path / "home", tiny_data.load
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(tiny_data, "load",
+                        lambda *a, **k: replace(load(*a, **k), source=f"arrays in {home}/data"))
+    results = tmp_path / "results"
+    argv = ["tiny", "torch", "v1", "--runs", "1", "--no-progress", "--results-dir", str(results)]
+    assert python_m_demos(argv) == 0
+    assert f"images from arrays in {home}/data" in capsys.readouterr().out
+    (record,) = results_store.load_runs("tiny", "v1", "torch", results)
+    assert record["settings"]["data_source"] == "arrays in ~/data"
+    examples = doctest.testmod(recipe)  # recipe.portable_source's
+    assert examples.attempted >= 2 and examples.failed == 0
 
 
 def test_everything_per_dataset_is_read_from_the_registry(tiny, capsys):
