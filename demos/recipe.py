@@ -25,8 +25,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import re
-from pathlib import Path
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
