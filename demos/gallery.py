@@ -29,7 +29,8 @@ from dataclasses import dataclass, replace
 from .architectures import SCS, Architecture, Flatten, Linear, MaxAbsPool, Residual, Scale
 from .recipe import Recipe
 
-__all__ = ["Entry", "FASHION_2764", "FASHION_COMPACT", "FASHION_2000", "CIFAR10_25214",
+__all__ = ["Entry", "FASHION_2764", "FASHION_COMPACT", "FASHION_2000", "FASHION_1980",
+           "CIFAR10_25214",
            "CIFAR10_RESIDUAL", "FASHION_MNIST_ENTRIES", "CIFAR10_ENTRIES", "depthwise_pointwise"]
 
 
@@ -66,16 +67,20 @@ def depthwise_pointwise(channels: int, out_channels: int, kernel_size: int = 3, 
     return (depthwise, Scale(), pointwise) if scale else (depthwise, pointwise)
 
 
-def _scaled_dwpw_network(name: str, first: int, widths: tuple[int, ...]) -> Architecture:
-    """SCS 1→first (k3) → pool, then one depthwise + pointwise pair and a pool per width
-    (k3, padding 1; the last pool 4x4 over the 4x4 map: a global MaxAbsPool), a
-    :class:`Scale` after each SCS layer (after its pool where one follows), Linear → 10."""
+def _scaled_dwpw_network(name: str, first: int, widths: tuple[int, ...],
+                         last_map_pairs: int = 1) -> Architecture:
+    """SCS 1→first (k3) → pool, then one depthwise + pointwise pair per width (k3,
+    padding 1), each followed by a pool 2 until the map is 4x4; the last
+    ``last_map_pairs`` pairs work on that 4x4 map, the last of them followed by a
+    4x4 pool (a global MaxAbsPool). A :class:`Scale` after each SCS layer (after
+    its pool where one follows), Linear → 10."""
     layers = [SCS(1, first, 3), MaxAbsPool(), Scale()]
     channels = first
     for i, width in enumerate(widths):
-        last = i == len(widths) - 1
-        layers += [*depthwise_pointwise(channels, width, scale=True),
-                   MaxAbsPool(4, 4) if last else MaxAbsPool(), Scale()]
+        on_last_map = i >= len(widths) - last_map_pairs
+        pool = ((MaxAbsPool(4, 4),) if i == len(widths) - 1 else
+                () if on_last_map else (MaxAbsPool(),))
+        layers += [*depthwise_pointwise(channels, width, scale=True), *pool, Scale()]
         channels = width
     return Architecture(name, (1, 28, 28), 10, (*layers, Flatten(), Linear(channels, 10)))
 
@@ -120,6 +125,18 @@ FASHION_2000 = Entry(
         "with crops padded by 1 pixel and 300 epochs (compact_1950's best)."))
 
 
+FASHION_1980 = Entry(
+    "compact_1980", _scaled_dwpw_network("compact_1980", 22, (14, 14, 14, 14), last_map_pairs=2),
+    FASHION_COMPACT_RECIPE,
+    notes=(
+        "This project's third design for 90% with at most 2,000 parameters, deeper instead "
+        "of wider: compact_1950 and compact_2000 underfit (their train accuracy ends level "
+        "with the test accuracy), so this one spends the parameters on a fourth depthwise + "
+        "pointwise pair, working on the 4x4 map before the global pool: SCS 1→22, then 14, "
+        "14, 14, 14 (1,980 parameters). In 15-epoch probes (torch, seed 0) it reached 88.12% "
+        "where compact_2000 reached 87.97%. Recipe: compact_2000's."))
+
+
 CIFAR10_25214 = Entry(
     "gallery_25214",
     Architecture("gallery_25214", (3, 32, 32), 10, (
@@ -161,5 +178,5 @@ CIFAR10_RESIDUAL = Entry(
         "default), RandomCrop(32, padding=4) + horizontal flips. Its loader dropped the last "
         "partial batch; here it is kept, as in every demo."))
 
-FASHION_MNIST_ENTRIES = (FASHION_2764, FASHION_COMPACT, FASHION_2000)
+FASHION_MNIST_ENTRIES = (FASHION_2764, FASHION_COMPACT, FASHION_2000, FASHION_1980)
 CIFAR10_ENTRIES = (CIFAR10_25214, CIFAR10_RESIDUAL)

@@ -71,7 +71,8 @@ def test_flags_override_the_recipe():
 
 @pytest.mark.parametrize("argv,message", [
     (["--arch", "resnet"], "argument --arch: invalid choice: 'resnet' (choose from 'reference', "
-                           "'gallery_2764', 'compact_1950', 'compact_2000')"),
+                           "'gallery_2764', 'compact_1950', 'compact_2000', "
+                           "'compact_1980')"),
     (["--label-smoothing", "1"], "argument --label-smoothing: expected a number in [0, 1), got '1'"),
     (["--label-smoothing", "-0.1"], "expected a number in [0, 1), got '-0.1'"),
     (["--crop-padding", "0"], "argument --crop-padding: expected a positive integer, got '0'"),

@@ -81,12 +81,14 @@ def test_label_smoothing_changes_the_network_loss_alike(smoothing, rng):
 #   + Linear 18->10 (180+10) + 7 gains = 1,950.
 # compact_2000: SCS 1->26 (234+26+1) + dw 26 (234+26+1) + pw 26->16 (416+16+1)
 #   + 2 x [dw 16 (144+16+1) + pw 16->16 (256+16+1)] + Linear 16->10 (160+10) + 7 gains = 2,000.
+# compact_1980: SCS 1->22 (198+22+1) + dw 22 (198+22+1) + pw 22->14 (308+14+1)
+#   + 3 x [dw 14 (126+14+1) + pw 14->14 (196+14+1)] + Linear 14->10 (140+10) + 9 gains = 1,980.
 # gallery_25214: SCS 3->80 k5 (6000+80+1) + dw 80 (720+80+1) + pw 80->40 (3200+40+1)
 #   + SCS 40->40 k3 (14400+40+1) + Linear 40->10 (400+10) = 24,974 = 25,214 - 240 unused biases.
 # residual_1251k: SCS 3->32 k7 (4704+32+1) + blocks 32->64 (18432+36864+2048 + 3*(64+1)),
 #   64->128 (73728+147456+8192 + 3*(128+1)), 128->256 (294912+589824+32768 + 3*(256+1))
 #   + Linear 4096->10 (40960+10) = 1,251,284.
-COUNTS = {"gallery_2764": 2_764, "compact_1950": 1_950, "compact_2000": 2_000,
+COUNTS = {"gallery_2764": 2_764, "compact_1950": 1_950, "compact_2000": 2_000, "compact_1980": 1_980,
           "gallery_25214": 24_974, "residual_1251k": 1_251_284}
 
 
@@ -117,12 +119,13 @@ def test_transfer_refuses_mismatched_networks():
 def test_every_dataset_lists_its_gallery():
     """--arch names: reference first, then the gallery entries, unique per dataset."""
     fashion, cifar = registry.get("fashion_mnist"), registry.get("cifar10")
-    assert list(fashion.entries()) == ["reference", "gallery_2764", "compact_1950", "compact_2000"]
+    assert list(fashion.entries()) == ["reference", "gallery_2764", "compact_1950", "compact_2000",
+                                       "compact_1980"]
     assert list(cifar.entries()) == ["reference", "gallery_25214", "residual_1251k"]
     assert fashion.entry("reference").architecture == fashion.architecture
     with pytest.raises(ValueError, match="arch: expected one of reference, gallery_2764, "
-                                         "compact_1950, compact_2000 for fashion_mnist, "
-                                         "got 'gallery_25214'"):
+                                         "compact_1950, compact_2000, compact_1980 for "
+                                         "fashion_mnist, got 'gallery_25214'"):
         fashion.entry("gallery_25214")
     for entry in ENTRIES:
         assert entry.notes and entry.architecture.name == entry.name
