@@ -91,7 +91,10 @@ def test_ctrl_c_or_sigterm_to_the_parent_stops_every_worker_cleanly(stop, idx_di
     own process group), or SIGTERM (``kill``, a batch system's time limit), is forwarded
     once; both stop, their claims released, exit 0; the next demo resumes their runs."""
     results = tmp_path / "results"
-    argv = demo_args(idx_dir, results, epochs=40)[:]
+    # Runs of 1,000 epochs (about 20 s each, 40 took under a second): the stop lands inside
+    # both workers' runs however late a loaded machine delivers it. With 40, one worker once
+    # finished its run and stood between runs, with nothing to resume, when the stop came.
+    argv = demo_args(idx_dir, results, epochs=1000)[:]
     argv[argv.index("--runs"):argv.index("--runs") + 2] = []  # no --runs: forever
     parent = subprocess.Popen(demo_command(*argv, "--workers", "2"), text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -101,7 +104,8 @@ def test_ctrl_c_or_sigterm_to_the_parent_stops_every_worker_cleanly(stop, idx_di
     reader.start()
     threading.Thread(target=lambda: err.extend(parent.stderr), daemon=True).start()
     deadline = time.monotonic() + 300
-    while sum("epoch   2/40" in line for line in lines) < 2:  # both past a checkpoint
+    past_a_checkpoint = re.compile(r"^\[worker (\d)\] run +\d+ +epoch +2/1000 ")
+    while len({m[1] for line in lines if (m := past_a_checkpoint.match(line))}) < 2:
         assert parent.poll() is None and time.monotonic() < deadline, "".join(lines + err)
         time.sleep(0.2)
     parent.send_signal(stop)
