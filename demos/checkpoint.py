@@ -203,8 +203,11 @@ class CheckpointDir:
         """Hidden half-written / half-deleted entries of killed demos: those of run
         ``run_index``, which this process has just claimed (a run it took over from a
         dead worker after joining), or, ``None``, of every run no live worker claims."""
+        # Listed before the claims are read: a run claimed in between, whose checkpoint a
+        # live worker has begun to write, must not pass for a dead worker's.
+        entries = list(os.scandir(self.path))
         live = self.claims.live_runs() if run_index is None else set()
-        for entry in os.scandir(self.path):
+        for entry in entries:
             if not entry.name.startswith(_LEFTOVER_PREFIXES):
                 continue
             match = _LEFTOVER_RUN_RE.match(entry.name)

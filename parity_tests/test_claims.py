@@ -191,15 +191,50 @@ def test_unreadable_claim_file_is_live_until_twice_the_lease_old(tmp_path):
 
 
 def test_the_lease_is_renewed_in_the_background(tmp_path):
-    claims = claim_folder(tmp_path, lease_seconds=0.2)
+    """Renewed again and again, polled with a generous deadline (a loaded machine can hold
+    the thread or its fsyncs back for a second: a 0.2 s lease then expired here)."""
+    claims = claim_folder(tmp_path, lease_seconds=2.0)
     try:
         (claim,) = claims.claim_runs(1, first_free=first_free(tmp_path))
-        first = json.loads(claim.path.read_text())["renewed_unix"]
-        time.sleep(0.5)
-        assert json.loads(claim.path.read_text())["renewed_unix"] > first
+        renewals = [json.loads(claim.path.read_text())["renewed_unix"]]
+        deadline = time.monotonic() + 60
+        while len(renewals) < 3:
+            assert time.monotonic() < deadline, f"renewed at {renewals} only"
+            time.sleep(0.05)
+            renewed = json.loads(claim.path.read_text())["renewed_unix"]
+            if renewed > renewals[-1]:
+                renewals.append(renewed)
         assert claims.live_runs() == {0}
     finally:
         claims.close()
+
+
+def test_a_joining_worker_spares_a_checkpoint_being_written(tmp_path, monkeypatch):
+    """A worker that joins deletes the hidden leftovers of runs that no live worker claims.
+    Another worker may claim a run and begin its checkpoint while this one reads the claims:
+    that half-written checkpoint is spared (the listing comes first); a dead run's is not."""
+    joining = CheckpointDir(DATASET, VERSION, "torch", tmp_path)
+    joining.path.mkdir(parents=True)
+    dead = joining.path / ".tmp-run_0005_epoch_0003-999-deadbeef"
+    dead.mkdir()
+    other, being_written = claim_folder(tmp_path), []
+    read_claims = joining.claims.live_runs
+
+    def meanwhile_another_worker_claims_and_writes():
+        live = read_claims()
+        (claim,) = other.claim_runs(1, first_free=first_free(tmp_path))
+        being_written.append(joining.path / f".tmp-run_{claim.run_index:04d}_epoch_0001-1-0a1b2c3d")
+        being_written[0].mkdir()
+        return live
+
+    monkeypatch.setattr(joining.claims, "live_runs", meanwhile_another_worker_claims_and_writes)
+    try:
+        joining.acquire()
+        assert being_written and being_written[0].is_dir(), "a live worker's checkpoint was deleted"
+        assert not dead.exists()
+    finally:
+        joining.release()
+        other.close()
 
 
 def test_a_worker_whose_claim_was_taken_over_stops_writing(tmp_path):
