@@ -102,7 +102,8 @@ def test_ctrl_c_or_sigterm_to_the_parent_stops_every_worker_cleanly(stop, idx_di
     lines, err = [], []
     reader = threading.Thread(target=lambda: lines.extend(parent.stdout), daemon=True)
     reader.start()
-    threading.Thread(target=lambda: err.extend(parent.stderr), daemon=True).start()
+    err_reader = threading.Thread(target=lambda: err.extend(parent.stderr), daemon=True)
+    err_reader.start()
     deadline = time.monotonic() + 300
     past_a_checkpoint = re.compile(r"^\[worker (\d)\] run +\d+ +epoch +2/1000 ")
     while len({m[1] for line in lines if (m := past_a_checkpoint.match(line))}) < 2:
@@ -111,6 +112,8 @@ def test_ctrl_c_or_sigterm_to_the_parent_stops_every_worker_cleanly(stop, idx_di
     parent.send_signal(stop)
     assert parent.wait(timeout=120) == 0, "".join(lines + err)
     reader.join(timeout=30)
+    err_reader.join(timeout=30)
+    assert not (reader.is_alive() or err_reader.is_alive()), "the demo's output did not end"
     stops = [line for line in err if "stopped;" in line]
     assert len(stops) == 2 and all("resumes after epoch" in line for line in stops), err
     assert "Traceback" not in "".join(err)
