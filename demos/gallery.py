@@ -30,8 +30,8 @@ from .architectures import SCS, Architecture, Flatten, Linear, MaxAbsPool, Resid
 from .recipe import Recipe
 
 __all__ = ["Entry", "FASHION_2764", "FASHION_COMPACT", "FASHION_2000", "FASHION_1980",
-           "CIFAR10_25214",
-           "CIFAR10_RESIDUAL", "FASHION_MNIST_ENTRIES", "CIFAR10_ENTRIES", "depthwise_pointwise"]
+           "CIFAR10_25214", "CIFAR10_RESIDUAL", "FASHION_MNIST_ENTRIES", "CIFAR10_ENTRIES",
+           "depthwise_pointwise"]
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,12 @@ def _scaled_dwpw_network(name: str, first: int, widths: tuple[int, ...],
     layers = [SCS(1, first, 3), MaxAbsPool(), Scale()]
     channels = first
     for i, width in enumerate(widths):
-        on_last_map = i >= len(widths) - last_map_pairs
-        pool = ((MaxAbsPool(4, 4),) if i == len(widths) - 1 else
-                () if on_last_map else (MaxAbsPool(),))
-        layers += [*depthwise_pointwise(channels, width, scale=True), *pool, Scale()]
+        layers += depthwise_pointwise(channels, width, scale=True)
+        if i == len(widths) - 1:
+            layers.append(MaxAbsPool(4, 4))
+        elif i < len(widths) - last_map_pairs:
+            layers.append(MaxAbsPool())
+        layers.append(Scale())
         channels = width
     return Architecture(name, (1, 28, 28), 10, (*layers, Flatten(), Linear(channels, 10)))
 

@@ -44,7 +44,7 @@ from helpers.demo_runs import DATASET, REPO, VERSION, numbers
 from helpers.demo_server import DemoServer
 
 from demos import results_store
-from demos.checkpoint import checkpoint_dir
+from demos.checkpoint import CheckpointDir, checkpoint_dir
 from demos.claims import claims_dir
 
 WORKERS = 4
@@ -172,15 +172,15 @@ def last_run(log: Path) -> int | None:
     return int(runs[-1]) if runs else None
 
 
-def checkpointed_in_progress(log: Path, checkpoints: Path,
+def checkpointed_in_progress(log: Path, checkpoints: CheckpointDir,
                              runs_dir: Path) -> tuple[int, int] | None:
     """(run, epoch) of the latest committed checkpoint of the worker's last run, if that run
     is not saved yet: what a worker killed now leaves for another to resume."""
     run = last_run(log)
-    if run is None or (runs_dir / f"run_{run:04d}.json").exists():
+    if run is None or (runs_dir / results_store.run_file_name(run)).exists():
         return None
-    epochs = [int(p.name.rsplit("_", 1)[1]) for p in checkpoints.glob(f"run_{run:04d}_epoch_*")]
-    return (run, max(epochs)) if epochs else None
+    latest = checkpoints.latest(run)
+    return (run, latest.epoch) if latest else None
 
 
 def stop(process: subprocess.Popen, log: Path) -> None:
@@ -195,8 +195,8 @@ def kill(process: subprocess.Popen, log: Path) -> None:
     assert process.wait() == -signal.SIGKILL, log.read_text()
 
 
-def kill_jax_workers(processes: list, logs: list[Path], delay: float, checkpoints: Path,
-                     runs_dir: Path) -> tuple[int, int]:
+def kill_jax_workers(processes: list, logs: list[Path], delay: float,
+                     checkpoints: CheckpointDir, runs_dir: Path) -> tuple[int, int]:
     """SIGKILL worker 0 ``delay`` seconds after it printed its first epoch (JAX imports and
     compiles for seconds first): its orbax checkpoint writes come right after. SIGKILL worker 1
     while it is stopped with a committed checkpoint of its unsaved run, so that every trial
@@ -237,7 +237,7 @@ def test_jax_workers_killed_around_their_checkpoint_writes(tmp_path):
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     rng = np.random.default_rng(20261203)
-    checkpoints = checkpoint_dir(DATASET, VERSION, "jax", results)
+    checkpoints = CheckpointDir(DATASET, VERSION, "jax", results)  # read only
     saved: dict[str, bytes] = {}
     left_behind = []
     for trial in range(JAX_TRIALS):
@@ -271,7 +271,7 @@ def test_jax_workers_killed_around_their_checkpoint_writes(tmp_path):
     assert [r["seed"] for r in final] == [11 + i for i in range(len(final))]
     assert claimed <= {r["run_index"] for r in final}
     assert not list(claims.glob("claim_*"))
-    assert [p.name for p in checkpoints.iterdir()] == [".lock"]
+    assert [p.name for p in checkpoints.path.iterdir()] == [".lock"]
     for run, epoch in left_behind:
         after = [entry["after_epoch"] for entry in final[run].get("resumed", [])]
         assert epoch in after, f"run {run} was left at epoch {epoch} but resumed after {after}"
