@@ -105,8 +105,10 @@ class _Output:
 
 
 def _child_setup(libc) -> None:
-    """In the child before exec: its own process group (a terminal's Ctrl-C reaches the
-    parent, which forwards it once), and SIGTERM when the parent dies (Linux)."""
+    """In the child before exec: the stop signals unblocked (the parent blocks them while
+    it starts the workers), its own process group (a terminal's Ctrl-C reaches the parent,
+    which forwards it once), and SIGTERM when the parent dies (Linux)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     os.setpgid(0, 0)
     if libc is not None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -122,27 +124,23 @@ def _libc():
         return None
 
 
+def _start_worker(dataset: str, framework: str, argv: list[str], index: int, workers: int,
+                  runs: int | None, libc) -> subprocess.Popen:
+    command = [sys.executable, "-m", "demos", dataset, framework, *argv,
+               "--workers", "1", "--no-progress"]
+    if runs is not None:
+        command += ["--runs", str(runs)]
+    return subprocess.Popen(command, env=worker_environment(index, workers), text=True,
+                            bufsize=1, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: _child_setup(libc))
+
+
 def launch(dataset: str, framework: str, argv: list[str], args: argparse.Namespace) -> int:
     """Run ``args.workers`` workers of the demo ``argv`` and wait for them; the combined status."""
     runs = split_runs(args.runs, args.workers)
     print(f"starting {len(runs)} workers of {dataset} {framework} {args.version}, "
           f"{max(1, _cores() // args.workers)} thread(s) each", flush=True)
     libc, processes = _libc(), []
-    for index, worker_runs in enumerate(runs):
-        command = [sys.executable, "-m", "demos", dataset, framework, *argv,
-                   "--workers", "1", "--no-progress"]
-        if worker_runs is not None:
-            command += ["--runs", str(worker_runs)]
-        processes.append(subprocess.Popen(
-            command, env=worker_environment(index, len(runs)), text=True, bufsize=1,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            preexec_fn=lambda: _child_setup(libc)))
-    output = _Output(len(processes))
-    pumps = [threading.Thread(target=output.pump, args=(i, stream, out), daemon=True)
-             for i, p in enumerate(processes)
-             for stream, out in ((p.stdout, sys.stdout), (p.stderr, sys.stderr))]
-    for pump in pumps:
-        pump.start()
 
     def forward(signum, frame):
         for process in processes:
@@ -151,6 +149,20 @@ def launch(dataset: str, framework: str, argv: list[str], args: argparse.Namespa
 
     previous = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
     try:
+        # A stop that comes while the workers start waits until every one of them can get it.
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            for index, worker_runs in enumerate(runs):
+                processes.append(_start_worker(dataset, framework, argv, index, len(runs),
+                                               worker_runs, libc))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
+        output = _Output(len(processes))
+        pumps = [threading.Thread(target=output.pump, args=(i, stream, out), daemon=True)
+                 for i, p in enumerate(processes)
+                 for stream, out in ((p.stdout, sys.stdout), (p.stderr, sys.stderr))]
+        for pump in pumps:
+            pump.start()
         codes = [process.wait() for process in processes]
     finally:
         for number, handler in previous.items():

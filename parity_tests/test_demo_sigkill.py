@@ -3,7 +3,10 @@
 The demo (``demos.runner.main``, exactly what ``demos/fashion_mnist_torch.py``
 runs) trains 2-epoch runs on 40 generated 28x28 images without end, and is
 killed with SIGKILL after a random delay: while starting, training, writing a
-checkpoint, deleting one, or writing a run file. After every kill
+checkpoint, deleting one, or writing a run file. Every tenth kill instead waits
+until the demo has a committed checkpoint of a run it has not saved, stops it
+(SIGSTOP), checks again and kills it: random delays alone, timed on one run,
+could leave nothing to resume if the machine slowed down. After every kill
 
 * every run file that existed before is byte-for-byte unchanged,
 * the results folder loads strictly (no partial or foreign file), and
@@ -34,9 +37,44 @@ from helpers.demo_runs import DATASET, VERSION, numbers
 from helpers.demo_server import DemoServer
 
 from demos import results_store
-from demos.checkpoint import checkpoint_dir
+from demos.checkpoint import CheckpointDir, checkpoint_dir
 
 KILLS = 50
+TARGETED_EVERY = 10
+
+
+def unsaved_checkpoint(checkpoints: CheckpointDir, runs_dir: Path) -> tuple[int, int] | None:
+    """(run, epoch) of the newest committed checkpoint of the run the demo trains (the
+    first unsaved one: one demo at a time), or ``None``: what a kill now leaves to resume."""
+    run = len(list(runs_dir.glob("run_*.json")))
+    latest = checkpoints.latest(run)
+    return (run, latest.epoch) if latest else None
+
+
+def stop(pid: int) -> None:
+    """SIGSTOP ``pid`` (the server's child, not ours to waitpid) and wait until it is stopped."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in "tT":
+        assert time.monotonic() < deadline, f"the demo {pid} did not stop"
+        time.sleep(0.001)
+
+
+def kill_with_checkpoint_left(pid: int, checkpoints: CheckpointDir,
+                              runs_dir: Path) -> tuple[int, int]:
+    """SIGKILL the demo while it is stopped with a committed checkpoint of an unsaved run;
+    that (run, epoch)."""
+    deadline = time.monotonic() + 120
+    while True:
+        assert time.monotonic() < deadline, "the demo wrote no checkpoint in 120 s"
+        if unsaved_checkpoint(checkpoints, runs_dir):
+            stop(pid)
+            left = unsaved_checkpoint(checkpoints, runs_dir)
+            if left:
+                os.kill(pid, signal.SIGKILL)
+                return left
+            os.kill(pid, signal.SIGCONT)  # it saved the run meanwhile
+        time.sleep(0.005)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -48,12 +86,14 @@ def test_sigkill_demo_at_random_moments(tmp_path):
     results = tmp_path / "results"
     runs_dir = results_store.run_dir(DATASET, VERSION, "torch", results)
     ckpt_dir = checkpoint_dir(DATASET, VERSION, "torch", results)
+    checkpoints = CheckpointDir(DATASET, VERSION, "torch", results)  # read only
     argv = [VERSION, "--epochs", "2", "--batch-size", "16", "--seed", "11", "--data-dir", str(data),
             "--no-checksum", "--no-progress", "--results-dir", str(results)]
     rng = np.random.default_rng(20251130)
     server = DemoServer()
     saved: dict[str, bytes] = {}
     mid_run = mid_write = 0
+    left_behind = []
     try:
         # One whole run, timed, so that the kill delays fit this machine's speed:
         # up to 1.5 runs, so kills land anywhere from start-up to the next run.
@@ -67,8 +107,12 @@ def test_sigkill_demo_at_random_moments(tmp_path):
         for kill in range(KILLS):
             log = tmp_path / f"kill_{kill:02d}.log"
             pid = server.start(argv, log)  # no --runs: it would train forever
-            time.sleep(rng.uniform(0.02, longest))
-            os.kill(pid, signal.SIGKILL)
+            delay = rng.uniform(0.02, longest)
+            if kill % TARGETED_EVERY == TARGETED_EVERY - 1:
+                left_behind.append(kill_with_checkpoint_left(pid, checkpoints, runs_dir))
+            else:
+                time.sleep(delay)
+                os.kill(pid, signal.SIGKILL)
             status = server.wait(pid)
             assert status["signal"] == signal.SIGKILL, (
                 f"kill {kill}: the demo ended by itself ({status}):\n{log.read_text()}")
@@ -115,10 +159,14 @@ def test_sigkill_demo_at_random_moments(tmp_path):
 
     print(f"\n{KILLS} kills (delays up to {longest:.2f} s) in {killed_seconds:.1f} s: "
           f"{len(final)} runs completed, "
-          f"{len(resumed)} of them resumed after a kill; {mid_run} kills left a checkpoint, "
+          f"{len(resumed)} of them resumed after a kill; {mid_run} kills left a checkpoint "
+          f"({len(left_behind)} of them waited for it), "
           f"{mid_write} left a half-written or half-deleted file")
     assert [r["seed"] for r in final] == [11 + i for i in range(len(final))]
     assert len(final) >= 5, "the demo made too little progress between kills to test much"
     assert resumed, "no kill hit a run after its first epoch's checkpoint"
+    for run, epoch in left_behind:
+        after = [entry["after_epoch"] for entry in final[run].get("resumed", [])]
+        assert epoch in after, f"run {run} was left at epoch {epoch} but resumed after {after}"
     assert [r["seed"] for r in expected] == [r["seed"] for r in resumed]
     assert [numbers(r) for r in resumed] == [numbers(r) for r in expected]

@@ -3,9 +3,10 @@
 ``--workers 2`` runs the real torch demo script in a subprocess on a few generated
 images: the two workers share the runs out, the numbers equal those of the same
 seeds trained one at a time, the combined throughput is printed, and Ctrl-C to
-the parent stops both cleanly (their runs left to resume). A worker whose claim
-another worker took over (it was paused past its lease) writes nothing more of
-that run. SIGKILLs of four workers at once: ``test_workers_sigkill.py``.
+the parent stops both cleanly (their runs left to resume), even while it starts
+them. A worker whose claim another worker took over (it was paused past its
+lease) writes nothing more of that run. SIGKILLs of four workers at once:
+``test_workers_sigkill.py``.
 """
 
 from __future__ import annotations
@@ -121,6 +122,42 @@ def test_ctrl_c_or_sigterm_to_the_parent_stops_every_worker_cleanly(stop, idx_di
     assert len(claims) == 2 and all('"released": true' in c.read_text() for c in claims)
     folder = CheckpointDir(DATASET, VERSION, "torch", results)
     assert sorted(folder.runs_in_progress()) == [0, 1]
+
+
+# The parent, with its first worker started and its second not yet: SIGTERM comes then.
+STOP_WHILE_STARTING = """
+import argparse, os, signal, sys
+from demos import workers
+start = workers._start_worker
+def start_then_stop(*args):
+    process = start(*args)
+    if args[3] == 0:  # the worker's index
+        os.kill(os.getpid(), signal.SIGTERM)
+    return process
+workers._start_worker = start_then_stop
+argv = sys.argv[1:]
+sys.exit(workers.launch({dataset!r}, "torch", argv,
+                        argparse.Namespace(runs=None, workers=2, version=argv[0])))
+"""
+
+
+def test_a_stop_while_the_workers_start_reaches_every_worker(idx_dir, tmp_path):
+    """SIGTERM to the parent after it started its first worker and before its second (its
+    forwarding did not exist yet there once, and the default action killed the parent): the
+    parent lives, both workers (which would train forever) get the stop, and it reports them."""
+    argv = demo_args(idx_dir, tmp_path / "results", epochs=1000)[:]
+    argv[argv.index("--runs"):argv.index("--runs") + 2] = []  # no --runs: forever
+    done = subprocess.run([sys.executable, "-c", STOP_WHILE_STARTING.format(dataset=DATASET),
+                           *argv], capture_output=True, text=True, timeout=300, cwd=REPO,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO)))
+    assert done.returncode in (0, 1), (done.returncode, done.stdout, done.stderr)
+    codes = re.search(r"^\[workers\] done: .*; exit statuses \[(.*)\]$", done.stdout,
+                      re.MULTILINE)
+    assert codes, done.stdout + done.stderr
+    codes = [int(code) for code in codes[1].split(",")]
+    # Each worker stopped cleanly (0), or died of the SIGTERM before its own handling began.
+    assert len(codes) == 2 and set(codes) <= {0, -signal.SIGTERM}, done.stdout + done.stderr
+    assert done.returncode == combined_status(codes)
 
 
 def test_a_worker_whose_run_was_taken_over_writes_nothing_more_of_it(
