@@ -5,8 +5,9 @@ runs) trains 2-epoch runs on 40 generated 28x28 images without end, and is
 killed with SIGKILL after a random delay: while starting, training, writing a
 checkpoint, deleting one, or writing a run file. Every tenth kill instead waits
 until the demo has a committed checkpoint of a run it has not saved, stops it
-(SIGSTOP), checks again and kills it: random delays alone, timed on one run,
-could leave nothing to resume if the machine slowed down. After every kill
+(SIGSTOP), checks again and kills it (:mod:`helpers.demo_kills`): random delays
+alone, timed on one run, could leave nothing to resume if the machine slowed
+down. After every kill
 
 * every run file that existed before is byte-for-byte unchanged,
 * the results folder loads strictly (no partial or foreign file), and
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from helpers.demo_data import make_idx_dir
+from helpers.demo_kills import kill_with_checkpoint_left
 from helpers.demo_runs import DATASET, VERSION, numbers
 from helpers.demo_server import DemoServer
 
@@ -41,40 +43,6 @@ from demos.checkpoint import CheckpointDir, checkpoint_dir
 
 KILLS = 50
 TARGETED_EVERY = 10
-
-
-def unsaved_checkpoint(checkpoints: CheckpointDir, runs_dir: Path) -> tuple[int, int] | None:
-    """(run, epoch) of the newest committed checkpoint of the run the demo trains (the
-    first unsaved one: one demo at a time), or ``None``: what a kill now leaves to resume."""
-    run = len(list(runs_dir.glob("run_*.json")))
-    latest = checkpoints.latest(run)
-    return (run, latest.epoch) if latest else None
-
-
-def stop(pid: int) -> None:
-    """SIGSTOP ``pid`` (the server's child, not ours to waitpid) and wait until it is stopped."""
-    os.kill(pid, signal.SIGSTOP)
-    deadline = time.monotonic() + 30
-    while Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in "tT":
-        assert time.monotonic() < deadline, f"the demo {pid} did not stop"
-        time.sleep(0.001)
-
-
-def kill_with_checkpoint_left(pid: int, checkpoints: CheckpointDir,
-                              runs_dir: Path) -> tuple[int, int]:
-    """SIGKILL the demo while it is stopped with a committed checkpoint of an unsaved run;
-    that (run, epoch)."""
-    deadline = time.monotonic() + 120
-    while True:
-        assert time.monotonic() < deadline, "the demo wrote no checkpoint in 120 s"
-        if unsaved_checkpoint(checkpoints, runs_dir):
-            stop(pid)
-            left = unsaved_checkpoint(checkpoints, runs_dir)
-            if left:
-                os.kill(pid, signal.SIGKILL)
-                return left
-            os.kill(pid, signal.SIGCONT)  # it saved the run meanwhile
-        time.sleep(0.005)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -109,7 +77,7 @@ def test_sigkill_demo_at_random_moments(tmp_path):
             pid = server.start(argv, log)  # no --runs: it would train forever
             delay = rng.uniform(0.02, longest)
             if kill % TARGETED_EVERY == TARGETED_EVERY - 1:
-                left_behind.append(kill_with_checkpoint_left(pid, checkpoints, runs_dir))
+                left_behind.append(kill_with_checkpoint_left(pid, log, checkpoints, runs_dir))
             else:
                 time.sleep(delay)
                 os.kill(pid, signal.SIGKILL)

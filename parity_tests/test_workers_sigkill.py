@@ -5,8 +5,11 @@ each exactly what ``demos/fashion_mnist_torch.py`` runs) on the same version,
 training 2-epoch runs on 40 generated images without end, and kills each one
 with SIGKILL at its own moment, drawn from a seeded generator: while it starts,
 claims a run, trains, takes over a dead worker's run, writes a checkpoint or a
-run file, or deletes either. The next trial's workers find the dead workers'
-claims and resume those runs. After every trial
+run file, or deletes either. In every tenth trial, worker 0 is killed instead
+once it has a committed checkpoint of an unsaved run (stopped first, checked
+again: :mod:`helpers.demo_kills`), so that a slowed machine cannot leave nothing
+to resume. The next trial's workers find the dead workers' claims and resume
+those runs. After every trial
 
 * every run file saved before is byte-for-byte unchanged and the run folder
   loads strictly (no partial or foreign file);
@@ -17,7 +20,8 @@ At the end four unkilled workers, then single ones, finish every claimed run:
 the runs are 0 .. n-1 with no gap, run i has seed 11 + i (no index or seed used
 twice), no claim or checkpoint is left, every run that a killed worker had
 claimed was completed by another (several resumed from a checkpoint), and every
-run has exactly the numbers of the same seed trained one run at a time.
+run has exactly the numbers of the same seed trained one run at a time; each
+run left on purpose was resumed after the epoch it was left at.
 
 The JAX twin is smaller (two workers, four trials: a JAX process imports and
 compiles for seconds, so they run as real subprocesses sharing a persistent
@@ -40,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 from helpers.demo_data import make_idx_dir
+from helpers.demo_kills import kill_with_checkpoint_left, try_kill_with_checkpoint_left
 from helpers.demo_runs import DATASET, REPO, VERSION, numbers
 from helpers.demo_server import DemoServer
 
@@ -49,6 +54,7 @@ from demos.claims import claims_dir
 
 WORKERS = 4
 TRIALS = 30
+TARGETED_EVERY = 10
 
 
 def run_files(folder: Path) -> dict[str, bytes]:
@@ -61,17 +67,24 @@ def trained_runs(logs: list[Path]) -> set[int]:
     return {int(a or b) for log in logs for a, b in pattern.findall(log.read_text())}
 
 
-def kill_trial(server: DemoServer, argv: list[str], logs: list[Path], delays: np.ndarray) -> None:
-    """Start the workers together, SIGKILL each after its delay, reap them all."""
+def kill_trial(server: DemoServer, argv: list[str], logs: list[Path], delays: np.ndarray,
+               targeted: CheckpointDir | None = None) -> tuple[int, int] | None:
+    """Start the workers together, SIGKILL each after its delay, reap them all. ``targeted``
+    (the checkpoints): worker 0 is killed instead once it has a committed checkpoint of an
+    unsaved run; that (run, epoch) is returned."""
     pids = [server.start(argv, log) for log in logs]
-    started = time.monotonic()
-    for delay, pid in sorted(zip(delays, pids)):
+    started, left = time.monotonic(), None
+    for delay, pid in sorted(zip(delays[bool(targeted):], pids[bool(targeted):])):
         time.sleep(max(0.0, started + delay - time.monotonic()))
         os.kill(pid, signal.SIGKILL)
+    if targeted:
+        runs_dir = results_store.run_dir(DATASET, VERSION, "torch", argv[-1])
+        left = kill_with_checkpoint_left(pids[0], logs[0], targeted, runs_dir)
     for pid, log in zip(pids, logs):
         status = server.wait(pid)
         assert status["signal"] == signal.SIGKILL, (
             f"a worker ended by itself ({status}):\n{log.read_text()}")
+    return left
 
 
 def finish_claimed_runs(server: DemoServer, argv: list[str], logs: Path) -> None:
@@ -104,6 +117,8 @@ def test_four_workers_killed_at_random_moments(tmp_path):
     rng = np.random.default_rng(20261202)
     server = DemoServer(exclusive=tmp_path / "exclusive")
     saved: dict[str, bytes] = {}
+    checkpoints = CheckpointDir(DATASET, VERSION, "torch", results)  # read only
+    left_behind = []
     try:
         # One run by four workers at once, timed: kills land from start-up to about
         # two runs later (each worker has a quarter of the machine or less).
@@ -115,7 +130,10 @@ def test_four_workers_killed_at_random_moments(tmp_path):
         started = time.monotonic()
         for trial in range(TRIALS):
             trial_logs = [logs / f"trial_{trial:02d}_{i}.log" for i in range(WORKERS)]
-            kill_trial(server, argv, trial_logs, rng.uniform(0.02, longest, WORKERS))
+            targeted = trial % TARGETED_EVERY == TARGETED_EVERY - 1
+            left = kill_trial(server, argv, trial_logs, rng.uniform(0.02, longest, WORKERS),
+                              checkpoints if targeted else None)
+            left_behind += [left] if left else []
             now = run_files(runs_dir)
             for name, content in saved.items():
                 assert now.get(name) == content, f"trial {trial}: {name} was changed or lost"
@@ -152,6 +170,9 @@ def test_four_workers_killed_at_random_moments(tmp_path):
     assert not list(claims_dir(DATASET, VERSION, "torch", results).glob("claim_*"))
     assert len(saved) >= 2 * WORKERS, "the workers made too little progress between kills"
     assert taken_over and resumed, "no kill left a run for another worker to resume"
+    for run, epoch in left_behind:
+        after = [entry["after_epoch"] for entry in final[run].get("resumed", [])]
+        assert epoch in after, f"run {run} was left at epoch {epoch} but resumed after {after}"
     assert [r["seed"] for r in reference] == [r["seed"] for r in final]
     assert [numbers(r) for r in final] == [numbers(r) for r in reference]
 
@@ -164,30 +185,6 @@ def start_jax_worker(argv: list[str], log: Path, env: dict) -> subprocess.Popen:
     with open(log, "w") as out:
         return subprocess.Popen([sys.executable, "-m", "demos", DATASET, "jax", *argv], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-
-
-def last_run(log: Path) -> int | None:
-    """The run the worker writing ``log`` trained an epoch of last."""
-    runs = re.findall(r"^run +(\d+) +epoch", log.read_text(), re.MULTILINE)
-    return int(runs[-1]) if runs else None
-
-
-def checkpointed_in_progress(log: Path, checkpoints: CheckpointDir,
-                             runs_dir: Path) -> tuple[int, int] | None:
-    """(run, epoch) of the latest committed checkpoint of the worker's last run, if that run
-    is not saved yet: what a worker killed now leaves for another to resume."""
-    run = last_run(log)
-    if run is None or (runs_dir / results_store.run_file_name(run)).exists():
-        return None
-    latest = checkpoints.latest(run)
-    return (run, latest.epoch) if latest else None
-
-
-def stop(process: subprocess.Popen, log: Path) -> None:
-    """SIGSTOP a worker and wait until it is stopped, so the folders hold still."""
-    process.send_signal(signal.SIGSTOP)
-    _, status = os.waitpid(process.pid, os.WUNTRACED)
-    assert os.WIFSTOPPED(status), f"a worker ended by itself ({status}):\n{log.read_text()}"
 
 
 def kill(process: subprocess.Popen, log: Path) -> None:
@@ -213,14 +210,10 @@ def kill_jax_workers(processes: list, logs: list[Path], delay: float,
                 kill_at = time.monotonic() + delay
             if kill_at is not None and time.monotonic() >= kill_at:
                 kill(randomly, random_log)
-        if targeted.returncode is None and checkpointed_in_progress(targeted_log, checkpoints,
-                                                                    runs_dir):
-            stop(targeted, targeted_log)
-            left = checkpointed_in_progress(targeted_log, checkpoints, runs_dir)
+        if targeted.returncode is None and left is None:
+            left = try_kill_with_checkpoint_left(targeted.pid, targeted_log, checkpoints, runs_dir)
             if left:
-                kill(targeted, targeted_log)
-            else:  # it saved the run meanwhile
-                targeted.send_signal(signal.SIGCONT)
+                assert targeted.wait() == -signal.SIGKILL, targeted_log.read_text()
         time.sleep(0.01)
     return left
 
