@@ -383,6 +383,7 @@ def test_sigkill_while_writing_never_leaves_partial_runs(tmp_path):
     deadline = time.monotonic() + 15.0
     kills = 0
     last_count = 0
+    runs_dir = rs.run_dir("fashion_mnist", "v1", "torch", tmp_path)
     for attempt in range(50):
         if time.monotonic() > deadline and attempt >= 10:
             break
@@ -392,6 +393,12 @@ def test_sigkill_while_writing_never_leaves_partial_runs(tmp_path):
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+            if attempt % 5 == 4:  # progress, however slow the disk: it saves a run first
+                saved_before = len(list(runs_dir.glob("run_*.json")))
+                wait_until = time.monotonic() + 60
+                while len(list(runs_dir.glob("run_*.json"))) == saved_before:
+                    assert time.monotonic() < wait_until, "the writer saved no run in 60 s"
+                    time.sleep(0.002)
             time.sleep(rng.uniform(0.0, 0.03))
             proc.send_signal(signal.SIGKILL)
             _, err = proc.communicate(timeout=30)
@@ -415,8 +422,7 @@ def test_sigkill_while_writing_never_leaves_partial_runs(tmp_path):
         assert len(runs) >= last_count
         last_count = len(runs)
         # Only hidden temp files may be left over besides run files.
-        d = rs.run_dir("fashion_mnist", "v1", "torch", tmp_path)
-        for p in d.iterdir():
+        for p in runs_dir.iterdir():
             assert re.fullmatch(r"run_\d{4}\.json", p.name) or (
                 p.name.startswith(".") and p.name.endswith(".tmp")), p
     assert kills >= 10
