@@ -104,11 +104,12 @@ class _Output:
         stream.close()
 
 
-def _child_setup(libc) -> None:
-    """In the child before exec: the stop signals unblocked (the parent blocks them while
-    it starts the workers), its own process group (a terminal's Ctrl-C reaches the parent,
-    which forwards it once), and SIGTERM when the parent dies (Linux)."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+def _child_setup(libc, ignored: tuple) -> None:
+    """In the child before exec: the stop signals as the parent had them before it began
+    to forward them (ignored ones stay ignored), its own process group (a terminal's Ctrl-C
+    reaches the parent, which forwards it once), and SIGTERM when the parent dies (Linux)."""
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN if number in ignored else signal.SIG_DFL)
     os.setpgid(0, 0)
     if libc is not None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -125,14 +126,14 @@ def _libc():
 
 
 def _start_worker(dataset: str, framework: str, argv: list[str], index: int, workers: int,
-                  runs: int | None, libc) -> subprocess.Popen:
+                  runs: int | None, libc, ignored: tuple) -> subprocess.Popen:
     command = [sys.executable, "-m", "demos", dataset, framework, *argv,
                "--workers", "1", "--no-progress"]
     if runs is not None:
         command += ["--runs", str(runs)]
     return subprocess.Popen(command, env=worker_environment(index, workers), text=True,
                             bufsize=1, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: _child_setup(libc))
+                            preexec_fn=lambda: _child_setup(libc, ignored))
 
 
 def launch(dataset: str, framework: str, argv: list[str], args: argparse.Namespace) -> int:
@@ -141,22 +142,33 @@ def launch(dataset: str, framework: str, argv: list[str], args: argparse.Namespa
     print(f"starting {len(runs)} workers of {dataset} {framework} {args.version}, "
           f"{max(1, _cores() // args.workers)} thread(s) each", flush=True)
     libc, processes = _libc(), []
+    held: list[int] | None = []  # the stops that come while the workers start
 
     def forward(signum, frame):
+        if held is not None:
+            held.append(signum)
+            return
         for process in processes:
             if process.poll() is None:
                 process.send_signal(signum)
 
     previous = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
+    ignored = tuple(s for s, handler in previous.items() if handler == signal.SIG_IGN)
     try:
-        # A stop that comes while the workers start waits until every one of them can get it.
-        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             for index, worker_runs in enumerate(runs):
                 processes.append(_start_worker(dataset, framework, argv, index, len(runs),
-                                               worker_runs, libc))
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
+                                               worker_runs, libc, ignored))
+        except BaseException:
+            for process in processes:  # nobody would read their output
+                process.terminate()
+                process.wait()
+            raise
+        # Once every worker is started, the held stops go to all of them (a handler that
+        # runs during this line appends to the list read, or forwards at once).
+        stops, held = held, None
+        for signum in dict.fromkeys(stops):
+            forward(signum, None)
         output = _Output(len(processes))
         pumps = [threading.Thread(target=output.pump, args=(i, stream, out), daemon=True)
                  for i, p in enumerate(processes)

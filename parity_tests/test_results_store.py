@@ -397,6 +397,7 @@ def test_sigkill_while_writing_never_leaves_partial_runs(tmp_path):
                 saved_before = len(list(runs_dir.glob("run_*.json")))
                 wait_until = time.monotonic() + 60
                 while len(list(runs_dir.glob("run_*.json"))) == saved_before:
+                    assert proc.poll() is None, proc.stderr.read()
                     assert time.monotonic() < wait_until, "the writer saved no run in 60 s"
                     time.sleep(0.002)
             time.sleep(rng.uniform(0.0, 0.03))

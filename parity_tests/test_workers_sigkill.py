@@ -74,10 +74,11 @@ def kill_trial(server: DemoServer, argv: list[str], logs: list[Path], delays: np
     unsaved run; that (run, epoch) is returned."""
     pids = [server.start(argv, log) for log in logs]
     started, left = time.monotonic(), None
-    for delay, pid in sorted(zip(delays[bool(targeted):], pids[bool(targeted):])):
+    first = 0 if targeted is None else 1  # worker 0 is the targeted one
+    for delay, pid in sorted(zip(delays[first:], pids[first:])):
         time.sleep(max(0.0, started + delay - time.monotonic()))
         os.kill(pid, signal.SIGKILL)
-    if targeted:
+    if targeted is not None:
         runs_dir = results_store.run_dir(DATASET, VERSION, "torch", argv[-1])
         left = kill_with_checkpoint_left(pids[0], logs[0], targeted, runs_dir)
     for pid, log in zip(pids, logs):
@@ -236,8 +237,14 @@ def test_jax_workers_killed_around_their_checkpoint_writes(tmp_path):
     for trial in range(JAX_TRIALS):
         trial_logs = [logs / f"trial_{trial}_{i}.log" for i in range(JAX_WORKERS)]
         processes = [start_jax_worker(argv, log, env) for log in trial_logs]
-        left_behind.append(kill_jax_workers(processes, trial_logs, rng.uniform(0.0, 2.0),
-                                            checkpoints, runs_dir))
+        try:
+            left_behind.append(kill_jax_workers(processes, trial_logs, rng.uniform(0.0, 2.0),
+                                                checkpoints, runs_dir))
+        finally:  # on a failure, no worker is left training (or stopped) forever
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
         now = run_files(runs_dir)
         for name, content in saved.items():
             assert now.get(name) == content, f"trial {trial}: {name} was changed or lost"

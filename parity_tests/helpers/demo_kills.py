@@ -10,6 +10,7 @@ moves, and SIGKILLs it, returning the (run, epoch) that must be resumed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -44,11 +45,24 @@ def checkpointed_in_progress(log: Path, checkpoints: CheckpointDir,
     return (run, latest.epoch) if latest else None
 
 
-def stop(pid: int) -> None:
+def _state(pid: int) -> str:
+    """The process's state letter (``/proc/<pid>/stat``); "X" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return "X"
+
+
+def _check_alive(pid: int, log: Path) -> None:
+    assert _state(pid) not in "ZX", f"the demo {pid} ended by itself:\n{log.read_text()}"
+
+
+def stop(pid: int, log: Path) -> None:
     """SIGSTOP ``pid`` (a child or not) and wait until it is stopped, so the folders hold still."""
     os.kill(pid, signal.SIGSTOP)
     deadline = time.monotonic() + 30
-    while (state := Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]) not in "tT":
+    while (state := _state(pid)) not in "tT":
+        _check_alive(pid, log)
         assert time.monotonic() < deadline, f"the demo {pid} did not stop (state {state})"
         time.sleep(0.001)
 
@@ -57,9 +71,10 @@ def try_kill_with_checkpoint_left(pid: int, log: Path, checkpoints: CheckpointDi
                                   runs_dir: Path) -> tuple[int, int] | None:
     """If the demo has a committed checkpoint of its unsaved run, and still has it once
     stopped, SIGKILL it and return that (run, epoch); else leave it running, ``None``."""
+    _check_alive(pid, log)
     if not checkpointed_in_progress(log, checkpoints, runs_dir):
         return None
-    stop(pid)
+    stop(pid, log)
     left = checkpointed_in_progress(log, checkpoints, runs_dir)
     os.kill(pid, signal.SIGKILL if left else signal.SIGCONT)  # else: it saved the run meanwhile
     return left
@@ -67,9 +82,15 @@ def try_kill_with_checkpoint_left(pid: int, log: Path, checkpoints: CheckpointDi
 
 def kill_with_checkpoint_left(pid: int, log: Path, checkpoints: CheckpointDir, runs_dir: Path,
                               timeout: float = 120) -> tuple[int, int]:
-    """:func:`try_kill_with_checkpoint_left` until it kills the demo (within ``timeout`` s)."""
+    """:func:`try_kill_with_checkpoint_left` until it kills the demo (within ``timeout`` s);
+    if that fails, the demo is killed all the same (it would train on, or stay stopped)."""
     deadline = time.monotonic() + timeout
-    while not (left := try_kill_with_checkpoint_left(pid, log, checkpoints, runs_dir)):
-        assert time.monotonic() < deadline, f"the demo left no checkpoint in {timeout} s"
-        time.sleep(0.005)
+    try:
+        while not (left := try_kill_with_checkpoint_left(pid, log, checkpoints, runs_dir)):
+            assert time.monotonic() < deadline, f"the demo left no checkpoint in {timeout} s"
+            time.sleep(0.005)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        raise
     return left
