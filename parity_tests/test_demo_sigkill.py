@@ -75,7 +75,7 @@ def test_sigkill_demo_at_random_moments(tmp_path):
         for kill in range(KILLS):
             log = tmp_path / f"kill_{kill:02d}.log"
             pid = server.start(argv, log)  # no --runs: it would train forever
-            delay = rng.uniform(0.02, longest)
+            delay = rng.uniform(0.02, longest)  # drawn for every kill: the same delays as before
             if kill % TARGETED_EVERY == TARGETED_EVERY - 1:
                 left_behind.append(kill_with_checkpoint_left(pid, log, checkpoints, runs_dir))
             else:
