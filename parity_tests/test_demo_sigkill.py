@@ -39,7 +39,7 @@ from helpers.demo_runs import DATASET, VERSION, numbers
 from helpers.demo_server import DemoServer
 
 from demos import results_store
-from demos.checkpoint import CheckpointDir, checkpoint_dir
+from demos.checkpoint import CheckpointDir
 
 KILLS = 50
 TARGETED_EVERY = 10
@@ -53,8 +53,8 @@ def test_sigkill_demo_at_random_moments(tmp_path):
     data = make_idx_dir(tmp_path / "data")
     results = tmp_path / "results"
     runs_dir = results_store.run_dir(DATASET, VERSION, "torch", results)
-    ckpt_dir = checkpoint_dir(DATASET, VERSION, "torch", results)
     checkpoints = CheckpointDir(DATASET, VERSION, "torch", results)  # read only
+    ckpt_dir = checkpoints.path
     argv = [VERSION, "--epochs", "2", "--batch-size", "16", "--seed", "11", "--data-dir", str(data),
             "--no-checksum", "--no-progress", "--results-dir", str(results)]
     rng = np.random.default_rng(20251130)

@@ -181,6 +181,7 @@ sys.exit(workers.launch("fashion_mnist", "torch", ["v"],
                         argparse.Namespace(runs=None, workers=2, version="v")))
 """
 
+
 def test_workers_keep_the_stop_signals_the_parent_ignored():
     """A stop signal the parent was started ignoring stays ignored in its workers (as a
     single demo keeps it); the other one has its default action there, not the parent's

@@ -49,7 +49,7 @@ from helpers.demo_runs import DATASET, REPO, VERSION, numbers
 from helpers.demo_server import DemoServer
 
 from demos import results_store
-from demos.checkpoint import CheckpointDir, checkpoint_dir
+from demos.checkpoint import CheckpointDir
 from demos.claims import claims_dir
 
 WORKERS = 4
@@ -167,7 +167,7 @@ def test_four_workers_killed_at_random_moments(tmp_path):
     assert claimed <= {r["run_index"] for r in final}, "a claimed run was never completed"
     for name, content in saved.items():
         assert (runs_dir / name).read_bytes() == content
-    assert [p.name for p in checkpoint_dir(DATASET, VERSION, "torch", results).iterdir()] == [".lock"]
+    assert [p.name for p in checkpoints.path.iterdir()] == [".lock"]
     assert not list(claims_dir(DATASET, VERSION, "torch", results).glob("claim_*"))
     assert len(saved) >= 2 * WORKERS, "the workers made too little progress between kills"
     assert taken_over and resumed, "no kill left a run for another worker to resume"
