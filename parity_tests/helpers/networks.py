@@ -50,6 +50,9 @@ BATCH = 6
 #: margin (see :func:`pooling_is_stable`).
 POOL_MARGIN = 10.0
 
+#: How many random batches :func:`well_posed_batch` draws before giving up.
+MAX_DRAWS = 400
+
 #: Range the Scale gains are redrawn from (they start at 10), signs included.
 SCALE_RANGE = (0.5, 15.0)
 
@@ -294,7 +297,10 @@ def pooling_is_stable(architecture, torch_model, images):
 
 def well_posed_batch(architecture, dtype, rng, p_range=P_PARAM_RANGE, perturb_gains=True):
     """A random batch and the seed state to build the twin models, with no pooling near-tie."""
-    for _ in range(20):
+    # The deep residual_1251k in float32 rarely has every window clear of a near-tie: on an
+    # Intel Xeon (AVX-512) its seeded test found the first stable batch at draw 114 (1 of 40
+    # draws stable from seed 0); other cases find one within 20, drawing the same batches.
+    for _ in range(MAX_DRAWS):
         images, labels = random_batch(architecture, rng)
         state = rng.bit_generator.state
         torch_model, _ = build_pair(architecture, dtype, rng, with_jax=False, p_range=p_range,
@@ -303,4 +309,4 @@ def well_posed_batch(architecture, dtype, rng, p_range=P_PARAM_RANGE, perturb_ga
         if dtype == "float64" or pooling_is_stable(architecture, torch_model, images):
             rng.bit_generator.state = state
             return images, labels
-    raise AssertionError("no random batch without a pooling near-tie in 20 draws")
+    raise AssertionError(f"no random batch without a pooling near-tie in {MAX_DRAWS} draws")
