@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers.networks import BATCH, check_network, check_parameter_count, well_posed_batch
+import torch
+from helpers.networks import (BATCH, POOL_MARGIN, _window_gaps_ok, check_network, check_parameter_count,
+                              well_posed_batch)
 from helpers.parity import DTYPES
 
 from demos.architectures import CIFAR10, FASHION_MNIST
+from scs_torch import MaxAbsPool2d
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -33,6 +36,24 @@ def test_network_zero_images(architecture, dtype, rng):
     loss, grads = check_network(architecture, dtype, images, labels, rng, f"{architecture.name} {dtype} zeros")
     assert np.isfinite(loss)
     assert all(np.all(np.isfinite(g)) for g in grads.values())
+
+
+def test_a_pooling_near_tie_rejects_only_its_own_image():
+    """The batch search's guard: a window whose two largest magnitudes are closer than
+    ``POOL_MARGIN`` times their float32 errors marks its image unstable, and only that
+    image, ceil_mode's partial windows included."""
+    gap = float(np.spacing(np.float32(1.0))) * POOL_MARGIN
+    last = [0.7, 0.6, 0.9]  # the third row and column fall in partial windows
+    x64 = torch.tensor([[[[1.0, -0.5, 0.25], [0.2, 0.1, 0.5], last]],
+                        [[[1.0, 0.5, 0.25], [-(1.0 - gap), 0.1, 0.5], last]],  # near-tie
+                        [[[1.0, 0.5, 0.25], [1.0 - 4 * gap, 0.1, 0.5], last]]],
+                       dtype=torch.float64)
+    pool = MaxAbsPool2d(kernel_size=2, stride=2, ceil_mode=True)
+    assert pool(x64).shape[-2:] == (2, 2), "the last row and column are partial windows"
+    x32 = x64.float()
+    assert _window_gaps_ok(pool, x64, x32).tolist() == [True, False, True]
+    x32[2, 0, 1, 0] += 5 * gap  # a float32 error larger than the gap of 4
+    assert _window_gaps_ok(pool, x64, x32).tolist() == [True, False, False]
 
 
 # Written out: FASHION_MNIST 1->8 (72+8+1) + 8->16 (1152+16+1) + 16->32 (4608+32+1)
