@@ -11,12 +11,15 @@ Record schema (``schema`` = 1)::
                  "learning_rate": ..., "seconds": ...}, ...],
      "started": "<iso8601>", "finished": "<iso8601>",
      "packages": {"torch": "2.13.0", ...},
-     "host": {"cpu": ..., "cores": ..., "device": ...}}
+     "host": {"cpu": ..., "cores": ..., "device": ...},
+     "resumed": [{"after_epoch": 58, "at": ..., "code": ..., "host": {...}, ...}, ...]}
 
 The keys ``schema``, ``dataset``, ``version``, ``framework``, ``run_index``,
 ``seed``, ``settings`` and ``epochs`` (non-empty, each entry with all the
 per-epoch keys above) are required; ``started``, ``finished``, ``packages``
-and ``host`` are recommended and any extra keys are kept as they are.
+and ``host`` (the machine the run started on) are recommended and any extra keys
+are kept as they are; a resumed run lists each resumption in ``resumed``, with the
+machine it resumed on (records before 2026-12-06 lack that ``host``).
 ``settings`` holds what :func:`demos.recipe.run_settings` records.
 
 The datasets are those of :mod:`demos.registry`, the frameworks those of

@@ -333,17 +333,23 @@ def _new_record(framework: str, data: ImageDataset, args: argparse.Namespace, ru
         "started": _now(),
         "packages": machine.package_versions(machine.RUN_PACKAGES),
         "code": machine.code_version(),
-        "host": {"cpu": machine.cpu_name(), "cores": os.cpu_count(),
-                 "device": trainer.device_name, "python": platform.python_version()},
+        "host": _host(trainer),
     }
 
 
+def _host(trainer: trainers.Trainer) -> dict:
+    """The machine a run starts or resumes on."""
+    return {"cpu": machine.cpu_name(), "cores": os.cpu_count(), "device": trainer.device_name,
+            "python": platform.python_version()}
+
+
 def _resumed_record(saved: dict, after_epoch: int, trainer: trainers.Trainer) -> dict:
-    """A checkpointed record (a copy), noting when, by which code and how it resumed."""
+    """A checkpointed record (a copy), noting when, on which machine, by which code and how
+    it resumed."""
     record = json.loads(json.dumps(saved))
     record.setdefault("resumed", []).append({
         "after_epoch": after_epoch, "at": _now(), "code": machine.code_version(),
-        **trainer.framework_settings(),
+        "host": _host(trainer), **trainer.framework_settings(),
     })
     return record
 

@@ -84,6 +84,7 @@ def test_resumed_run_equals_uninterrupted_run(framework, idx_dir, tmp_path, monk
     assert numbers(resumed) == numbers(full)
     assert resumed["seed"] == full["seed"] and resumed["settings"] == full["settings"]
     assert [r["after_epoch"] for r in resumed["resumed"]] == [1]
+    assert resumed["resumed"][0]["host"] == resumed["host"], "the machine it resumed on"
     assert checkpoint_entries(b, framework) == [".lock"]
 
 
