@@ -339,14 +339,23 @@ def stable_images(architecture, torch_model, images):
     actual error on those two elements (at least one float32 ulp each), this
     batch run as one. Exact ties are tested in test_pool_parity. Runs torch only.
     """
-    model = build_torch_model(architecture, dtype=torch.float64)
-    model.load_state_dict({k: v.double() for k, v in torch_model.state_dict().items()})
-    model32 = build_torch_model(architecture, dtype=torch.float32)
-    model32.load_state_dict({k: v.float() for k, v in torch_model.state_dict().items()})
+    model, model32 = _float64_and_float32(architecture, torch_model)
     with torch.no_grad():
         stable, _, _ = _stable_chain(model, model32, torch.from_numpy(images),
                                      torch.from_numpy(images).float())
     return stable
+
+
+@functools.lru_cache(maxsize=1)
+def _float64_and_float32(architecture, torch_model):
+    """float64 and float32 copies of ``torch_model``, built once per weight draw (the batch
+    search checks many image sets against the same weights)."""
+    state = torch_model.state_dict()
+    model = build_torch_model(architecture, dtype=torch.float64)
+    model.load_state_dict({k: v.double() for k, v in state.items()})
+    model32 = build_torch_model(architecture, dtype=torch.float32)
+    model32.load_state_dict({k: v.float() for k, v in state.items()})
+    return model, model32
 
 
 def well_posed_batch(architecture, dtype, rng, p_range=P_PARAM_RANGE, perturb_gains=True):
