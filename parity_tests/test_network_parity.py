@@ -7,14 +7,17 @@ torch draws the weights (p and q moved off their initial values), then
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 from helpers.networks import (BATCH, POOL_MARGIN, _window_gaps_ok, check_network, check_parameter_count,
-                              well_posed_batch)
+                              resolvable_images, well_posed_batch)
 from helpers.parity import DTYPES
 
-from demos.architectures import CIFAR10, FASHION_MNIST
+from demos.architectures import CIFAR10, FASHION_MNIST, SCS, Architecture, Flatten, Linear, MaxAbsPool
+from demos.build_torch import build_torch_model
 from scs_torch import MaxAbsPool2d
 
 
@@ -55,6 +58,32 @@ def test_a_pooling_near_tie_rejects_only_its_own_image():
     x32[2, 0, 1, 0] += 5 * gap  # a float32 error larger than the gap of 4
     assert _window_gaps_ok(pool, x64, x32).tolist() == [True, False, False]
 
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["unpooled", "pooled"])
+def test_a_cosine_near_zero_rejects_only_its_own_image(pooled, rng):
+    """The float64 guard: a patch orthogonal to a kernel under an exponent below 1 marks
+    its image unresolvable, and only that image; not once a MaxAbsPool drops the element,
+    nor with the exponent at 1 (the slope then stays bounded)."""
+    pool = (MaxAbsPool(),) if pooled else ()
+    architecture = Architecture("cosine_guard", (1, 4, 4), 2, (
+        SCS(1, 2, 3), *pool, Flatten(), Linear(2 if pooled else 8, 2)))
+    images = rng.random((3, 1, 4, 4))
+    patches = np.lib.stride_tricks.sliding_window_view(images[:, 0], (3, 3), axis=(1, 2))
+    model = build_torch_model(architecture, dtype=torch.float64)
+    with torch.no_grad():  # kernel 0 orthogonal to all four patches of image 2: the pool keeps one
+        seen = patches[2].reshape(4, 9)
+        kernel = model[0].weight[0, 0].numpy().reshape(9)
+        kernel -= seen.T @ np.linalg.solve(seen @ seen.T, seen @ kernel)
+        model[0].weight[0, 0] = torch.from_numpy(kernel.reshape(3, 3))
+    kernel = kernel.reshape(3, 3)
+    patch = images[1, 0, :3, :3]  # one of image 1's patches orthogonal to it
+    images[1, 0, :3, :3] = patch - np.sum(patch * kernel) / np.sum(kernel * kernel) * kernel
+    for exponent, expected in ((0.25, [True, True, False] if pooled else [True, False, False]),
+                               (1.0, [True, True, True])):
+        with torch.no_grad():
+            model[0].p.fill_(10 * exponent**0.5)
+        twin = copy.deepcopy(model)  # the guard caches its copies per model
+        assert resolvable_images(architecture, twin, images).tolist() == expected, exponent
 
 # Written out: FASHION_MNIST 1->8 (72+8+1) + 8->16 (1152+16+1) + 16->32 (4608+32+1)
 # + Linear (5120+10) = 11,021; CIFAR10 3->16 (432+16+1) + 16->24 (3456+24+1)
