@@ -57,7 +57,7 @@ def rng(request) -> np.random.Generator:
 
 def pytest_terminal_summary(terminalreporter):
     if ILL_CONDITIONED:
-        terminalreporter.section("parity: ill-conditioned float32 quantities, compared by accuracy")
+        terminalreporter.section("parity: ill-conditioned quantities, compared by accuracy")
         for what, count in sorted(ILL_CONDITIONED.items()):
             terminalreporter.write_line(f"{count:4d}  {what}")
     if WORST:

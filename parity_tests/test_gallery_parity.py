@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers.networks import (BATCH, build_pair, check_network, check_parameter_count, scalar_gradient_terms,
-                              torch_loss_and_grads, well_posed_batch)
-from helpers.parity import DTYPES, P_PARAM_RANGE, jax_precision
+from helpers.networks import (BATCH, _check_direct_then_sum, build_pair, check_network, check_parameter_count,
+                              scalar_gradient_terms, torch_loss_and_grads, well_posed_batch)
+from helpers.parity import DTYPES, ILL_CONDITIONED, P_PARAM_RANGE, jax_precision
 from flax import nnx
 
 from demos import gallery, registry
@@ -37,7 +37,7 @@ def _ids(entry):
 #: float64 in first-layer gradients, JAX up to 7.4e-2, either one the larger by chance.
 #: float64 keeps the whole range and redrawn gains (signs included). The gains' float32
 #: gradients are compared relative to the magnitudes of their terms (see
-#: helpers.networks._check_sum_float32).
+#: helpers.networks._check_sum).
 INITIAL_P_RANGE = (10 * 2**0.5, 10 * 2**0.5)
 
 #: residual_1251k's float64 draws keep every p >= 1 (p_param from 10). With p from 0.25 in
@@ -77,7 +77,7 @@ def test_gallery_network_zero_images(entry, rng):
 
 @pytest.mark.parametrize("entry", [gallery.FASHION_1980, gallery.CIFAR10_RESIDUAL], ids=_ids)
 def test_scalar_gradient_terms_add_up_to_the_gradients(entry, rng):
-    """The scale of the float32 check of gains and q (``helpers.networks._check_sum_float32``):
+    """The scale of the float32 check of gains and q (``helpers.networks._check_sum``):
     for every gain and every q, the terms collected sum to autograd's float64 gradient."""
     images, labels = well_posed_batch(entry.architecture, "float64", rng)
     model, _ = build_pair(entry.architecture, "float64", rng, with_jax=False)
@@ -90,6 +90,33 @@ def test_scalar_gradient_terms_add_up_to_the_gradients(entry, rng):
         gradient, magnitude = grads[key[4:-1]].item(), float(value.abs().sum())
         assert abs(float(value.sum()) - gradient) <= 1e-12 * magnitude, key
 
+
+
+def test_a_cancelling_sum_is_compared_by_its_terms_where_the_direct_check_fails():
+    """``helpers.networks._check_direct_then_sum`` on synthetic numbers: a value of 1e-6
+    from terms of magnitude 10 in all. An error of 1e-16 of the terms passes and is
+    counted as ill-conditioned; one of 1e-9 fails, naming both measures; where the direct
+    check passes, nothing is counted."""
+    before = dict(ILL_CONDITIONED)
+
+    def truth():
+        return {"d/d[g]": np.array(1e-6), "terms": {"d/d[g]": 10.0}}
+
+    def direct():
+        raise AssertionError("synthetic: relative error 1.0e-09 > 1e-10")
+
+    try:
+        _check_direct_then_sum(direct, np.array(1e-6 + 1e-15), np.array(1e-6), 1e-10, "synthetic sum",
+                               truth, "d/d[g]")
+        assert ILL_CONDITIONED["synthetic sum"] == 1
+        with pytest.raises(AssertionError, match=r"(?s)relative error 1.0e-09.*Σ\|terms\| = 1.000e\+01"):
+            _check_direct_then_sum(direct, np.array(1e-6 + 1e-8), np.array(1e-6), 1e-10, "synthetic far",
+                                   truth, "d/d[g]")
+        _check_direct_then_sum(lambda: None, np.array(5.0), np.array(1e-6), 1e-10, "synthetic direct",
+                               truth, "d/d[g]")
+        assert "synthetic far" not in ILL_CONDITIONED and "synthetic direct" not in ILL_CONDITIONED
+    finally:
+        ILL_CONDITIONED.clear(), ILL_CONDITIONED.update(before)
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_label_smoothing_changes_the_network_loss_alike(smoothing, rng):
