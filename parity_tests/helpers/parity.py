@@ -266,8 +266,9 @@ def output_shape(torch_layer, x_shape, pool=None):
     return (n, torch_layer.out_channels, h, w)
 
 
-#: float32 quantities compared by accuracy instead of directly (label -> count),
-#: see :func:`check_float32`.
+#: Quantities compared by accuracy instead of directly (label -> count): float32 ones
+#: (:func:`check_float32`) and the sums that cancel in whole networks, either dtype
+#: (``helpers.networks._check_direct_then_sum``).
 ILL_CONDITIONED: dict[str, int] = {}
 
 
