@@ -183,9 +183,9 @@ def check_network(architecture, dtype, images, labels, rng, label, label_smoothi
             _check_sum(actual, expected, truth()[name], truth()["terms"][name], tol[kind], what)
             continue
         if dtype == "float32":
-            direct = functools.partial(
-                check_float32, actual, expected, tol[kind], what, functools.partial(lambda n: truth()[n], name),
-                kind=kind, torch_native=functools.partial(lambda n: native()[n], name) if torch_native else None)
+            direct = functools.partial(  # called within this iteration: the lambdas see its name
+                check_float32, actual, expected, tol[kind], what, lambda: truth()[name], kind=kind,
+                torch_native=(lambda: native()[name]) if torch_native else None)
         else:
             direct = functools.partial(assert_close, actual, expected, tol[kind], what, kind=kind, dtype=dtype)
         if name in gains | floors:
